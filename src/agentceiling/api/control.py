@@ -1,0 +1,223 @@
+"""gRPC adapters for the control plane: decode, call the service, encode."""
+
+from __future__ import annotations
+
+import grpc
+
+from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
+from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
+from agentceiling.api import convert
+from agentceiling.api.errors import rpc
+from agentceiling.domain.models import PolicyDoc
+from agentceiling.service.control import ControlPlane
+
+Ctx = grpc.ServicerContext
+
+
+class Profiles(pbg.OAuthResourceServerProfilesServicer):
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    @rpc
+    def Create(self, request: pb.CreateProfileRequest, context: Ctx) -> pb.ProfileResponse:
+        w = self.cp.create_profile(convert.profile_from_pb(request.profile))
+        return pb.ProfileResponse(profile=convert.profile_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Read(self, request: pb.ReadProfileRequest, context: Ctx) -> pb.ProfileResponse:
+        p = self.cp.read_profile(request.namespace, name=request.profile_name, config_id=request.config_id)
+        return pb.ProfileResponse(profile=convert.profile_to_pb(p))
+
+    @rpc
+    def Update(self, request: pb.UpdateProfileRequest, context: Ctx) -> pb.ProfileResponse:
+        w = self.cp.update_profile(convert.profile_from_pb(request.profile), request.expected_version)
+        return pb.ProfileResponse(profile=convert.profile_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Delete(self, request: pb.DeleteProfileRequest, context: Ctx) -> pb.DeleteResponse:
+        gen = self.cp.delete_profile(request.namespace, request.profile_name, request.expected_version)
+        return pb.DeleteResponse(generation=gen)
+
+    @rpc
+    def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListProfilesResponse:
+        page = self.cp.list_profiles(request.namespace, request.page_size, request.page_token)
+        return pb.ListProfilesResponse(
+            profiles=[convert.profile_to_pb(p) for p in page.items], next_page_token=page.next_page_token
+        )
+
+
+class Registrations(pbg.AgentRegistrationsServicer):
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    @rpc
+    def Create(self, request: pb.CreateRegistrationRequest, context: Ctx) -> pb.RegistrationResponse:
+        w = self.cp.create_registration(convert.registration_from_pb(request.registration))
+        return pb.RegistrationResponse(
+            registration=convert.registration_to_pb(w.obj), warnings=w.warnings, generation=w.generation
+        )
+
+    @rpc
+    def Read(self, request: pb.ReadRegistrationRequest, context: Ctx) -> pb.RegistrationResponse:
+        r = self.cp.read_registration(
+            request.namespace, id=request.id, display_name=request.display_name, entity_id=request.entity_id
+        )
+        return pb.RegistrationResponse(registration=convert.registration_to_pb(r))
+
+    @rpc
+    def Update(self, request: pb.UpdateRegistrationRequest, context: Ctx) -> pb.RegistrationResponse:
+        w = self.cp.update_registration(convert.registration_from_pb(request.registration), request.expected_version)
+        return pb.RegistrationResponse(
+            registration=convert.registration_to_pb(w.obj), warnings=w.warnings, generation=w.generation
+        )
+
+    @rpc
+    def Delete(self, request: pb.DeleteRegistrationRequest, context: Ctx) -> pb.DeleteResponse:
+        return pb.DeleteResponse(
+            generation=self.cp.delete_registration(request.namespace, request.id, request.expected_version)
+        )
+
+    @rpc
+    def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListRegistrationsResponse:
+        page = self.cp.list_registrations(request.namespace, request.page_size, request.page_token)
+        return pb.ListRegistrationsResponse(
+            registrations=[convert.registration_to_pb(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+
+class Policies(pbg.PoliciesServicer):
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    @rpc
+    def Create(self, request: pb.CreatePolicyRequest, context: Ctx) -> pb.PolicyResponse:
+        m = request.policy
+        w = self.cp.create_policy(PolicyDoc(m.namespace, m.name, m.policy))
+        return pb.PolicyResponse(policy=convert.policy_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Read(self, request: pb.ReadPolicyRequest, context: Ctx) -> pb.PolicyResponse:
+        return pb.PolicyResponse(policy=convert.policy_to_pb(self.cp.read_policy(request.namespace, request.name)))
+
+    @rpc
+    def Update(self, request: pb.UpdatePolicyRequest, context: Ctx) -> pb.PolicyResponse:
+        m = request.policy
+        w = self.cp.update_policy(PolicyDoc(m.namespace, m.name, m.policy), request.expected_version)
+        return pb.PolicyResponse(policy=convert.policy_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Delete(self, request: pb.DeletePolicyRequest, context: Ctx) -> pb.DeleteResponse:
+        return pb.DeleteResponse(
+            generation=self.cp.delete_policy(request.namespace, request.name, request.expected_version)
+        )
+
+    @rpc
+    def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListPoliciesResponse:
+        page = self.cp.list_policies(request.namespace, request.page_size, request.page_token)
+        return pb.ListPoliciesResponse(
+            policies=[convert.policy_to_pb(p) for p in page.items], next_page_token=page.next_page_token
+        )
+
+
+class Entities(pbg.IdentityEntitiesServicer):
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    @rpc
+    def Create(self, request: pb.CreateEntityRequest, context: Ctx) -> pb.EntityResponse:
+        w = self.cp.create_entity(convert.entity_from_pb(request.entity))
+        return pb.EntityResponse(entity=convert.entity_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Read(self, request: pb.ReadEntityRequest, context: Ctx) -> pb.EntityResponse:
+        e = self.cp.read_entity(request.namespace, id=request.id, name=request.name)
+        return pb.EntityResponse(entity=convert.entity_to_pb(e))
+
+    @rpc
+    def Update(self, request: pb.UpdateEntityRequest, context: Ctx) -> pb.EntityResponse:
+        w = self.cp.update_entity(convert.entity_from_pb(request.entity), request.expected_version)
+        return pb.EntityResponse(entity=convert.entity_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Delete(self, request: pb.DeleteEntityRequest, context: Ctx) -> pb.DeleteResponse:
+        return pb.DeleteResponse(
+            generation=self.cp.delete_entity(request.namespace, request.id, request.expected_version)
+        )
+
+    @rpc
+    def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListEntitiesResponse:
+        page = self.cp.list_entities(request.namespace, request.page_size, request.page_token)
+        return pb.ListEntitiesResponse(
+            entities=[convert.entity_to_pb(e) for e in page.items], next_page_token=page.next_page_token
+        )
+
+
+class Aliases(pbg.EntityAliasesServicer):
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    @rpc
+    def Create(self, request: pb.CreateAliasRequest, context: Ctx) -> pb.AliasResponse:
+        w = self.cp.create_alias(convert.alias_from_pb(request.alias))
+        return pb.AliasResponse(alias=convert.alias_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Read(self, request: pb.ReadAliasRequest, context: Ctx) -> pb.AliasResponse:
+        return pb.AliasResponse(alias=convert.alias_to_pb(self.cp.read_alias(request.namespace, request.id)))
+
+    @rpc
+    def Update(self, request: pb.UpdateAliasRequest, context: Ctx) -> pb.AliasResponse:
+        w = self.cp.update_alias(convert.alias_from_pb(request.alias), request.expected_version)
+        return pb.AliasResponse(alias=convert.alias_to_pb(w.obj), warnings=w.warnings, generation=w.generation)
+
+    @rpc
+    def Delete(self, request: pb.DeleteAliasRequest, context: Ctx) -> pb.DeleteResponse:
+        return pb.DeleteResponse(
+            generation=self.cp.delete_alias(request.namespace, request.id, request.expected_version)
+        )
+
+    @rpc
+    def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListAliasesResponse:
+        page = self.cp.list_aliases(request.namespace, request.page_size, request.page_token)
+        return pb.ListAliasesResponse(
+            aliases=[convert.alias_to_pb(a) for a in page.items], next_page_token=page.next_page_token
+        )
+
+
+class System(pbg.SystemServicer):
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    @rpc
+    def Status(self, request: pb.StatusRequest, context: Ctx) -> pb.StatusResponse:
+        version, generation, database = self.cp.status()
+        return pb.StatusResponse(version=version, generation=generation, database=database)
+
+    @rpc
+    def ActivateFeature(self, request: pb.ActivateFeatureRequest, context: Ctx) -> pb.ActivationFlagResponse:
+        flag, gen = self.cp.activate_feature(request.feature)
+        return pb.ActivationFlagResponse(
+            flag=pb.ActivationFlag(feature=flag.feature, activated_time=flag.activated_time), generation=gen
+        )
+
+    @rpc
+    def ListActivationFlags(
+        self, request: pb.ListActivationFlagsRequest, context: Ctx
+    ) -> pb.ListActivationFlagsResponse:
+        return pb.ListActivationFlagsResponse(
+            activated=[
+                pb.ActivationFlag(feature=f.feature, activated_time=f.activated_time)
+                for f in self.cp.list_activation_flags()
+            ]
+        )
+
+
+def register(server: grpc.Server, cp: ControlPlane) -> list[str]:
+    """Add every control-plane service to ``server``; return their full names."""
+    pbg.add_OAuthResourceServerProfilesServicer_to_server(Profiles(cp), server)
+    pbg.add_AgentRegistrationsServicer_to_server(Registrations(cp), server)
+    pbg.add_PoliciesServicer_to_server(Policies(cp), server)
+    pbg.add_IdentityEntitiesServicer_to_server(Entities(cp), server)
+    pbg.add_EntityAliasesServicer_to_server(Aliases(cp), server)
+    pbg.add_SystemServicer_to_server(System(cp), server)
+    return [s.full_name for s in pb.DESCRIPTOR.services_by_name.values()]

@@ -1,0 +1,171 @@
+"""Server bootstrap: build the collaborators from a config, serve, shut down gracefully."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agentceiling.api import control
+from agentceiling.api.interceptors import AdminTokenInterceptor
+from agentceiling.service.control import ControlPlane
+from agentceiling.store import migrate
+from agentceiling.store.db import Database, sqlite_url
+
+log = logging.getLogger("agentceiling.server")
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    listen: str = "127.0.0.1:8250"
+    authz_listen: str = "127.0.0.1:8251"
+    database_url: str = ""
+    role: str = "all"  # all | control | authz
+    migrate: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = 4 * MiB
+    workers: int = 32
+    grace_seconds: float = 15.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.database_url or sqlite_url(self.data_dir)
+
+
+class ConfigError(Exception):
+    """A configuration problem the operator must fix; reported without a traceback."""
+
+
+def _options(cfg: ServerConfig) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", cfg.max_message_bytes),
+        ("grpc.max_send_message_length", cfg.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", 256),
+    ]
+
+
+def _bind(server: grpc.Server, address: str, cfg: ServerConfig) -> int:
+    if cfg.tls_cert and cfg.tls_key:
+        creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    if not port:
+        raise ConfigError(f"cannot listen on {address}")
+    return port
+
+
+def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ["", *services]:
+        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return servicer
+
+
+AuthzFactory = Callable[[Database, ServerConfig], tuple[Callable[[grpc.Server], list[str]], Callable[[], None]]]
+
+
+class Server:
+    """The control plane and/or the authorization endpoint, each on its own listener."""
+
+    def __init__(self, cfg: ServerConfig, authz_factory: AuthzFactory | None = None) -> None:
+        self.cfg = cfg
+        self._authz_factory = authz_factory
+        self.db: Database | None = None
+        self.control_plane: ControlPlane | None = None
+        self._servers: list[tuple[grpc.Server, health.HealthServicer]] = []
+        self._closers: list[Callable[[], None]] = []
+        self.ports: dict[str, int] = {}
+        self._stopped = threading.Event()
+        self._done = threading.Event()
+
+    def start(self) -> None:
+        cfg = self.cfg
+        if cfg.role not in ("all", "control", "authz"):
+            raise ConfigError(f"unknown role {cfg.role!r}: use all, control or authz")
+        if bool(cfg.tls_cert) != bool(cfg.tls_key):
+            raise ConfigError("--tls-cert and --tls-key must be given together")
+        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = Database(cfg.url)
+        if cfg.migrate:
+            migrate.upgrade(self.db)
+        elif migrate.current(self.db) != migrate.head():
+            raise ConfigError(
+                f"the database is at revision {migrate.current(self.db)}, not {migrate.head()}: "
+                "run `agentceiling db upgrade` first (or start without --no-migrate)"
+            )
+        self.control_plane = ControlPlane(self.db)
+        if cfg.role in ("all", "control"):
+            token_file = cfg.data_dir / "admin-token"
+            if self.control_plane.ensure_admin_token(token_file):
+                log.info("created the first admin token in %s", token_file)
+            server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="control"),
+                interceptors=[AdminTokenInterceptor(self.control_plane.check_admin_token)],
+                options=_options(cfg),
+                maximum_concurrent_rpcs=cfg.workers * 8,
+            )
+            services = control.register(server, self.control_plane)
+            self.ports["control"] = _bind(server, cfg.listen, cfg)
+            hs = _add_health_and_reflection(server, services)
+            server.start()
+            self._servers.append((server, hs))
+            log.info("control plane listening on %s (database %s)", cfg.listen, self.db.display_url)
+        if cfg.role in ("all", "authz") and self._authz_factory is not None:
+            register, close = self._authz_factory(self.db, cfg)
+            self._closers.append(close)
+            server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz"),
+                options=_options(cfg),
+                maximum_concurrent_rpcs=cfg.workers * 16,
+            )
+            services = register(server)
+            self.ports["authz"] = _bind(server, cfg.authz_listen, cfg)
+            hs = _add_health_and_reflection(server, services)
+            server.start()
+            self._servers.append((server, hs))
+            log.info("authorization endpoint listening on %s", cfg.authz_listen)
+
+    def stop(self) -> None:
+        """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for _, hs in self._servers:
+            hs.enter_graceful_shutdown()
+        events = [server.stop(self.cfg.grace_seconds) for server, _ in self._servers]
+        for ev in events:
+            ev.wait()
+        for close in self._closers:
+            close()
+        if self.db is not None:
+            self.db.dispose()
+        log.info("stopped")
+        self._done.set()
+
+    def serve_forever(self) -> None:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            threading.Thread(target=self.stop, name="shutdown").start()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self._done.wait()

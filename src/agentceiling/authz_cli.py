@@ -1,0 +1,123 @@
+"""`agentceiling authorize` and `agentceiling audit verify|tail`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("AGENTCEILING_DATA_DIR") or Path.home() / ".agentceiling" / "data")
+
+
+def add_cli_arguments(sub: Any) -> None:
+    p = sub.add_parser(
+        "authorize",
+        help="ask the authorization endpoint for a decision; exit 0 if allowed, 1 if refused",
+        description="Prints the decision as JSON. Exit status: 0 allowed, 1 refused, 2 error.",
+    )
+    p.add_argument("--token-file", type=Path, required=True, help="file holding the agent's JWT ('-' for stdin)")
+    p.add_argument("--path", default="", help="request path, e.g. secret/data/ci/app (empty: check the token only)")
+    p.add_argument("--operation", default="", help="read, create, update, patch, delete, list, sudo, ...")
+    p.add_argument("--namespace", default="root")
+    p.add_argument("--parameters", default="", help="request parameters as a JSON object")
+    p.add_argument(
+        "--address",
+        default=os.environ.get("AGENTCEILING_AUTHZ_ADDRESS", "127.0.0.1:8251"),
+        help="authorization endpoint [AGENTCEILING_AUTHZ_ADDRESS]",
+    )
+    p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle: connect with TLS")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(handler=_authorize)
+
+    audit = sub.add_parser("audit", help="inspect the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    for name, text in (("verify", "check the hash chain"), ("tail", "show the newest records")):
+        a = audit_sub.add_parser(name, help=text)
+        a.add_argument("--data-dir", type=Path, default=_default_data_dir())
+        a.add_argument("--file", type=Path, default=None, help="audit log file (default: DATA_DIR/audit/audit.log)")
+        if name == "tail":
+            a.add_argument("-n", type=int, default=20, help="how many records")
+            a.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+            a.add_argument("--json", action="store_true", help="print records as JSON lines")
+        a.set_defaults(handler=_audit)
+
+
+def _authorize(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf import struct_pb2
+
+    from agentceiling._gen.agentceiling.v1 import authorization_pb2 as pb
+    from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
+
+    raw = sys.stdin.read() if str(args.token_file) == "-" else args.token_file.read_text()
+    token = raw.strip()
+    request = pb.AuthorizeRequest(token=token, namespace=args.namespace, path=args.path, operation=args.operation)
+    if args.parameters:
+        try:
+            params = json.loads(args.parameters)
+        except json.JSONDecodeError as exc:
+            print(f"agentceiling: --parameters is not valid JSON: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(params, dict):
+            print("agentceiling: --parameters must be a JSON object", file=sys.stderr)
+            return 2
+        s = struct_pb2.Struct()
+        s.update(params)
+        request.parameters.CopyFrom(s)
+    if args.ca_cert:
+        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(args.ca_cert.read_bytes()))
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
+        try:
+            resp = pbg.AuthorizationStub(channel).Authorize(request, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"agentceiling: {args.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 2
+    out = {
+        "allowed": resp.allowed,
+        "code": resp.code,
+        "reason": resp.reason,
+        "decision_id": resp.decision_id,
+        "entity_id": resp.entity_id,
+        "actor_entity_id": resp.actor_entity_id,
+        "registration_id": resp.registration_id,
+        "authorization_details": json.loads(resp.authorization_details or "[]"),
+    }
+    print(json.dumps(out, indent=2))
+    return 0 if resp.allowed else 1
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from agentceiling.service.authz_bootstrap import audit_log_path
+    from agentceiling.store import audit_log
+
+    path = args.file or audit_log_path(args.data_dir)
+    if not path.exists():
+        print(f"agentceiling: no audit log at {path}", file=sys.stderr)
+        return 2
+    if args.audit_command == "verify":
+        result = audit_log.verify(path)
+        if result.ok:
+            print(f"ok: {result.records} records, hash chain intact")
+            return 0
+        print(f"FAILED at record {result.first_bad_seq}: {result.problem}")
+        return 1
+    records: Any = audit_log.tail(path, args.n)
+    for rec in records:
+        print(json.dumps(rec, sort_keys=True) if args.json else audit_log.format_record(rec), flush=True)
+    if args.follow:
+        last = records[-1]["seq"] if records else 0
+        try:
+            for rec in audit_log.iter_records(path, follow=True):
+                if rec.get("seq", 0) <= last:
+                    continue
+                print(json.dumps(rec, sort_keys=True) if args.json else audit_log.format_record(rec), flush=True)
+        except KeyboardInterrupt:
+            return 0
+    return 0

@@ -1,0 +1,172 @@
+"""`agentceiling serve | db | status | provider | authorize | audit`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agentceiling import __version__
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(f"AGENTCEILING_{name}", default)
+
+
+def default_data_dir() -> Path:
+    return Path(_env("DATA_DIR") or Path.home() / ".agentceiling" / "data")
+
+
+def _add_db_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]")
+    p.add_argument(
+        "--database-url",
+        default=_env("DATABASE_URL"),
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: SQLite in the data directory "
+        "[AGENTCEILING_DATABASE_URL]",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentceiling", description="Per-request authorization for AI agents.")
+    parser.add_argument("--version", action="version", version=f"agentceiling {__version__}")
+    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[AGENTCEILING_LOG_LEVEL]")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the control plane and the authorization endpoint")
+    _add_db_args(serve)
+    serve.add_argument("--listen", default=_env("LISTEN", "127.0.0.1:8250"), help="control plane [AGENTCEILING_LISTEN]")
+    serve.add_argument(
+        "--authz-listen",
+        default=_env("AUTHZ_LISTEN", "127.0.0.1:8251"),
+        help="authorization endpoint [AGENTCEILING_AUTHZ_LISTEN]",
+    )
+    serve.add_argument(
+        "--role", choices=("all", "control", "authz"), default=_env("ROLE", "all"), help="[AGENTCEILING_ROLE]"
+    )
+    serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database on start")
+    serve.add_argument("--tls-cert", type=Path, default=_env("TLS_CERT") or None, help="[AGENTCEILING_TLS_CERT]")
+    serve.add_argument("--tls-key", type=Path, default=_env("TLS_KEY") or None, help="[AGENTCEILING_TLS_KEY]")
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (("upgrade", "migrate to the newest schema"), ("current", "print the schema revision")):
+        _add_db_args(db_sub.add_parser(name, help=text))
+
+    status = sub.add_parser("status", help="ask a running control plane for its status")
+    status.add_argument("--address", default=_env("ADDRESS", "127.0.0.1:8250"))
+    status.add_argument("--data-dir", type=Path, default=default_data_dir())
+
+    try:
+        from agentceiling.tfprovider import install as tf_install
+
+        tf_install.add_cli_arguments(sub)
+    except ImportError:
+        pass
+    try:
+        from agentceiling import authz_cli
+
+        authz_cli.add_cli_arguments(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from agentceiling.api.server import ConfigError, Server, ServerConfig
+
+    cfg = ServerConfig(
+        data_dir=args.data_dir,
+        listen=args.listen,
+        authz_listen=args.authz_listen,
+        database_url=args.database_url,
+        role=args.role,
+        migrate=not args.no_migrate,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+    factory = None
+    try:
+        from agentceiling.service.authz_bootstrap import build_authz
+
+        factory = build_authz
+    except ImportError:
+        if args.role == "authz":
+            print("agentceiling: the authorization endpoint is not available in this build", file=sys.stderr)
+            return 2
+    server = Server(cfg, factory)
+    try:
+        server.start()
+    except ConfigError as exc:
+        print(f"agentceiling: {exc}", file=sys.stderr)
+        server.stop()
+        return 2
+    server.serve_forever()
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from agentceiling.store import migrate
+    from agentceiling.store.db import Database, sqlite_url
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(args.database_url or sqlite_url(args.data_dir))
+    try:
+        if args.db_command == "upgrade":
+            migrate.upgrade(db)
+        print(migrate.current(db) or "(empty)")
+    finally:
+        db.dispose()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import grpc
+
+    from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
+    from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
+
+    token = os.environ.get("VAULT_TOKEN") or (args.data_dir / "admin-token").read_text().strip()
+    with grpc.insecure_channel(args.address) as channel:
+        try:
+            resp = pbg.SystemStub(channel).Status(
+                pb.StatusRequest(), metadata=[("authorization", f"Bearer {token}")], timeout=5
+            )
+        except grpc.RpcError as exc:
+            print(f"agentceiling: {args.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    print(json.dumps({"version": resp.version, "generation": resp.generation, "database": resp.database}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "db":
+            return _db(args)
+        if args.command == "status":
+            return _status(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:
+        print(f"agentceiling: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""Validation and advisory warnings for control-plane objects. Pure functions, no I/O.
+
+Error texts follow Vault's where Vault publishes them (vault-semantics §2.1)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from agentceiling.domain.errors import InvalidArgument, Violations
+from agentceiling.domain.models import (
+    ALL_ALGORITHMS,
+    JWT_TYPES,
+    ROOT_POLICY,
+    Alias,
+    Entity,
+    Profile,
+    Registration,
+)
+
+NAME_MAX = 512
+_STANDARD_USER_CLAIMS = frozenset(
+    {"sub", "email", "preferred_username", "name", "upn", "username", "client_id", "azp", "appid"}
+)
+_FAMILIES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+WARN_HTTP_JWKS = "JWKS URI uses HTTP instead of HTTPS. This is insecure and should only be used in development."
+WARN_LONG_NAME = "Profile name exceeds 64 characters. Consider using a shorter name for better readability."
+WARN_DISABLED = "Creating a disabled profile. Enable it with enabled=true when ready."
+WARN_ONE_FAMILY = (
+    "profile supports only one algorithm family - consider supporting multiple families for flexibility"
+)
+
+
+def warn_rsa_pkcs1(alg: str) -> str:
+    return f'algorithm "{alg}" is functional but consider using PS{alg[2:]} (RSA-PSS) for better security'
+
+
+def warn_user_claim(claim: str) -> str:
+    return f'user_claim "{claim}" is not a standard JWT claim - ensure this claim exists in your JWTs'
+
+
+def check_namespace(namespace: str, field: str = "namespace") -> None:
+    if not namespace:
+        raise InvalidArgument.one(field, "value cannot be empty")
+    if namespace.startswith("/") or namespace.endswith("/"):
+        raise InvalidArgument.one(field, f'value {namespace} contains leading/trailing "/"')
+    if any(not part for part in namespace.split("/")) or any(c.isspace() for c in namespace):
+        raise InvalidArgument.one(field, "invalid Vault path")
+
+
+def is_http_url(value: str) -> bool:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _check_name(v: Violations, field: str, value: str) -> None:
+    if not value or not value.strip():
+        v.add(field, "is required and cannot be empty")
+    elif value != value.strip():
+        v.add(field, "must not begin or end with whitespace")
+    elif len(value) > NAME_MAX:
+        v.add(field, f"must be at most {NAME_MAX} characters")
+    elif any(ord(c) < 32 for c in value):
+        v.add(field, "must not contain control characters")
+
+
+def _pem_kind(pem: str) -> str:
+    """Return "public", "certificate" or "private"; raise ValueError when it is none of them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    data = pem.strip().encode()
+    if b"PRIVATE KEY" in data:
+        return "private"
+    try:
+        load_pem_public_key(data)
+        return "public"
+    except (ValueError, TypeError):
+        pass
+    try:
+        x509.load_pem_x509_certificate(data)
+        return "certificate"
+    except ValueError:
+        pass
+    raise ValueError("not a PEM public key or certificate")
+
+
+def validate_profile(p: Profile, prior: Profile | None = None) -> list[str]:
+    """Raise InvalidArgument listing every problem; return Vault's advisory warnings."""
+    v = Violations()
+    _check_name(v, "profile_name", p.profile_name)
+    if not p.issuer_id:
+        v.add("issuer_id", "issuer_id is required")
+    elif not is_http_url(p.issuer_id):
+        v.add("issuer_id", f"issuer_id {p.issuer_id!r} must be an absolute http or https URL")
+    elif prior is not None and p.issuer_id != prior.issuer_id:
+        v.add("issuer_id", f"issuer_id cannot be changed after creation (currently {prior.issuer_id!r})")
+    if prior is not None and p.unique_id_claim != prior.unique_id_claim:
+        v.add("unique_id_claim", "unique_id_claim cannot be changed after creation")
+
+    # The key source: Vault's four errors, in Vault's order.
+    if p.use_jwks and not p.jwks_uri:
+        v.add("jwks_uri", "jwks_uri is required when use_jwks=true")
+    elif not p.use_jwks and not p.public_keys:
+        v.add("public_keys", "public_keys is required when use_jwks=false")
+    elif p.use_jwks and p.public_keys:
+        v.add("public_keys", "cannot specify both use_jwks=true and public_keys")
+    elif not p.use_jwks and p.jwks_uri:
+        v.add("jwks_uri", "cannot specify both use_jwks=false and jwks_uri")
+    if p.jwks_uri and not is_http_url(p.jwks_uri):
+        v.add("jwks_uri", f"jwks_uri {p.jwks_uri!r} must be an absolute http or https URL")
+    if p.jwks_ca_pem:
+        try:
+            from cryptography import x509
+
+            x509.load_pem_x509_certificates(p.jwks_ca_pem.strip().encode())
+        except ValueError:
+            v.add("jwks_ca_pem", "jwks_ca_pem must contain one or more PEM certificates")
+    if not p.use_jwks and p.jwks_ca_pem:
+        v.add("jwks_ca_pem", "jwks_ca_pem can only be used with use_jwks=true")
+
+    seen: set[str] = set()
+    for i, key in enumerate(p.public_keys):
+        if not key.key_id:
+            v.add(f"public_keys[{i}].key_id", "key_id is required")
+        elif key.key_id in seen:
+            v.add(f"public_keys[{i}].key_id", f'duplicate key_id "{key.key_id}"')
+        seen.add(key.key_id)
+        if not key.pem.strip():
+            v.add(f"public_keys[{i}].pem", "pem is required")
+            continue
+        try:
+            kind = _pem_kind(key.pem)
+        except ValueError:
+            v.add(f"public_keys[{i}].pem", "pem must be a PEM-encoded public key or certificate")
+            continue
+        if kind == "private":
+            v.add(f"public_keys[{i}].pem", "pem is a private key; only public keys or certificates are accepted")
+
+    for i, aud in enumerate(p.audiences):
+        if not aud:
+            v.add(f"audiences[{i}]", "audience cannot be empty")
+    algs_seen: set[str] = set()
+    for i, alg in enumerate(p.supported_algorithms):
+        if alg not in ALL_ALGORITHMS:
+            v.add(
+                f"supported_algorithms[{i}]",
+                f'unsupported algorithm "{alg}"; supported: {", ".join(ALL_ALGORITHMS)}',
+            )
+        elif alg in algs_seen:
+            v.add(f"supported_algorithms[{i}]", f'duplicate algorithm "{alg}"')
+        algs_seen.add(alg)
+    if p.jwt_type not in JWT_TYPES:
+        v.add("jwt_type", f'jwt_type must be one of "access_token", "transaction_token", got "{p.jwt_type}"')
+    if p.clock_skew_leeway < 0:
+        v.add("clock_skew_leeway", "clock_skew_leeway must be at least 0")
+    if not p.user_claim:
+        v.add("user_claim", "user_claim cannot be empty")
+    if not p.unique_id_claim:
+        v.add("unique_id_claim", "unique_id_claim cannot be empty")
+    if not p.actor_claim or any(not part for part in p.actor_claim.split(".")):
+        v.add("actor_claim", "actor_claim must be a claim name or a dotted path such as act.sub")
+    v.raise_if_any()
+    return profile_warnings(p, creating=prior is None)
+
+
+def profile_warnings(p: Profile, creating: bool) -> list[str]:
+    warnings: list[str] = []
+    if len(p.profile_name) > 64:
+        warnings.append(WARN_LONG_NAME)
+    if p.use_jwks and p.jwks_uri.lower().startswith("http://"):
+        warnings.append(WARN_HTTP_JWKS)
+    if creating and not p.enabled:
+        warnings.append(WARN_DISABLED)
+    algs = set(p.supported_algorithms)
+    for alg in p.supported_algorithms:
+        # Advice only where the RSA-PSS twin is not already accepted.
+        if alg.startswith("RS") and f"PS{alg[2:]}" not in algs:
+            warnings.append(warn_rsa_pkcs1(alg))
+    families = {_FAMILIES[a[:2]] for a in p.supported_algorithms if a[:2] in _FAMILIES}
+    if len(families) == 1:
+        warnings.append(WARN_ONE_FAMILY)
+    if p.user_claim and p.user_claim not in _STANDARD_USER_CLAIMS:
+        warnings.append(warn_user_claim(p.user_claim))
+    return warnings
+
+
+def validate_registration(r: Registration) -> None:
+    v = Violations()
+    _check_name(v, "display_name", r.display_name)
+    if not r.entity_id:
+        v.add("entity_id", "entity_id is required")
+    for i, name in enumerate(r.requested_ceiling_policies):
+        if name == ROOT_POLICY:
+            v.add(f"ceiling_policies[{i}]", '"root" cannot be used as a ceiling policy')
+        elif not name:
+            v.add(f"ceiling_policies[{i}]", "policy name cannot be empty")
+    v.raise_if_any()
+
+
+_POLICY_NAME = re.compile(r"^[^\s/][^\s]*$")
+
+
+def validate_policy_name(name: str) -> None:
+    v = Violations()
+    _check_name(v, "name", name)
+    v.raise_if_any()
+    if not _POLICY_NAME.match(name) or name.endswith("/"):
+        raise InvalidArgument.one("name", f'invalid policy name "{name}"')
+
+
+def validate_entity(e: Entity) -> None:
+    v = Violations()
+    if e.name:
+        _check_name(v, "name", e.name)
+    for i, name in enumerate(e.policies):
+        if not name:
+            v.add(f"policies[{i}]", "policy name cannot be empty")
+        elif name == ROOT_POLICY:
+            v.add(f"policies[{i}]", '"root" cannot be attached to an entity')
+    v.raise_if_any()
+
+
+def validate_alias(a: Alias) -> None:
+    v = Violations()
+    _check_name(v, "name", a.name)
+    if not a.canonical_id:
+        v.add("canonical_id", "canonical_id is required")
+    if not a.mount_accessor and not a.issuer:
+        v.add("mount_accessor", "an alias needs a mount_accessor, an issuer, or both")
+    if a.issuer and not is_http_url(a.issuer):
+        v.add("issuer", f"issuer {a.issuer!r} must be an absolute http or https URL")
+    v.raise_if_any()

@@ -1,0 +1,697 @@
+"""Control-plane use cases. Each write is one transaction that validates, writes and bumps the
+global generation counter; uniqueness and referential rules are backed by database constraints,
+and a constraint that fires under a race is turned into the same precise error a sequential
+request gets (the transaction is re-run and its checks see the winner)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from agentceiling import __version__
+from agentceiling.domain import validation
+from agentceiling.domain.errors import (
+    Aborted,
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Violations,
+)
+from agentceiling.domain.models import (
+    BUILTIN_POLICIES,
+    DEFAULT_NAMESPACE,
+    ROOT_POLICY,
+    ActivationFlag,
+    Alias,
+    Entity,
+    PolicyDoc,
+    Profile,
+    Registration,
+    normalize_issuer,
+)
+from agentceiling.store import repo
+from agentceiling.store.db import Database
+
+T = TypeVar("T")
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def rfc3339_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Written(Generic[T]):
+    obj: T
+    warnings: tuple[str, ...]
+    generation: int
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+def _page_args(page_size: int, page_token: str) -> tuple[int, str]:
+    if page_size < 0:
+        raise InvalidArgument.one("page_size", "page_size cannot be negative")
+    size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
+    after = ""
+    if page_token:
+        try:
+            after = base64.urlsafe_b64decode(page_token.encode()).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidArgument.one("page_token", "invalid page_token") from None
+    return size, after
+
+
+def _page(items: list[T], size: int, key: Callable[[T], str]) -> Page[T]:
+    token = base64.urlsafe_b64encode(key(items[-1]).encode()).decode() if len(items) == size else ""
+    return Page(items, token)
+
+
+def namespace_or_default(namespace: str) -> str:
+    ns = namespace or DEFAULT_NAMESPACE
+    validation.check_namespace(ns)
+    return ns
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        builtin_policy_texts: dict[str, str] | None = None,
+        clock: Callable[[], str] = rfc3339_now,
+    ) -> None:
+        from agentceiling.policy import builtin_policies
+
+        self.db = db
+        self.clock = clock
+        self.builtins = builtin_policy_texts or builtin_policies()
+        self._admin_hashes: set[str] = set()
+        self._admin_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        """One write transaction. A constraint violation means a concurrent writer won a race
+        the checks inside ``fn`` could not see yet: re-run ``fn`` so that its checks name it."""
+        for _ in range(3):
+            try:
+                return self.db.write(fn)
+            except sa.exc.IntegrityError:
+                continue
+        raise Aborted("the write conflicted with concurrent changes; retry the request")
+
+    def generation(self) -> int:
+        with self.db.read() as conn:
+            return repo.generation(conn)
+
+    def status(self) -> tuple[str, int, str]:
+        return __version__, self.generation(), self.db.dialect
+
+    # ---------------------------------------------------------------- admin tokens
+
+    def ensure_admin_token(self, token_file: Path) -> str | None:
+        """Create the first admin token, store only its SHA-256 and write the token to
+        ``token_file`` (mode 0600). Returns the new token, or None when one already existed."""
+
+        def create(conn: Connection) -> str | None:
+            repo.bump_generation(conn)  # also serialises concurrent first starts
+            if repo.admin_token_count(conn):
+                return None
+            token = "acs." + secrets.token_urlsafe(32)
+            repo.insert_admin_token(conn, str(uuid.uuid4()), _sha256(token), self.clock())
+            _write_secret(token_file, token)
+            return token
+
+        return self._write(create)
+
+    def check_admin_token(self, token: str) -> bool:
+        digest = _sha256(token)
+        with self._admin_lock:
+            known = set(self._admin_hashes)
+        if not any(hmac.compare_digest(digest, h) for h in known):
+            with self.db.read() as conn:
+                known = repo.admin_token_hashes(conn)
+            with self._admin_lock:
+                self._admin_hashes = known
+        return any(hmac.compare_digest(digest, h) for h in known)
+
+    # ---------------------------------------------------------------- profiles
+
+    def create_profile(self, p: Profile) -> Written[Profile]:
+        p = replace(p, namespace=namespace_or_default(p.namespace))
+        warnings = validation.validate_profile(p)
+        now = self.clock()
+        p = replace(p, config_id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
+
+        def tx(conn: Connection) -> int:
+            if repo.get_profile(conn, p.namespace, name=p.profile_name):
+                raise AlreadyExists(f'profile "{p.profile_name}" already exists in namespace "{p.namespace}"')
+            self._check_issuer_free(conn, p)
+            repo.insert_profile(conn, p, normalize_issuer(p.issuer_id))
+            return repo.bump_generation(conn)
+
+        return Written(p, tuple(warnings), self._write(tx))
+
+    def _check_issuer_free(self, conn: Connection, p: Profile) -> None:
+        other = repo.get_profile_by_issuer(conn, p.namespace, normalize_issuer(p.issuer_id))
+        if other and other.config_id != p.config_id:
+            raise AlreadyExists(f'duplicate issuer_id "{p.issuer_id}" found in profile "{other.profile_name}"')
+
+    def read_profile(self, namespace: str, *, name: str = "", config_id: str = "") -> Profile:
+        ns = namespace_or_default(namespace)
+        with self.db.read() as conn:
+            if config_id:
+                found = repo.get_profile(conn, ns, config_id=config_id)
+            elif name:
+                found = repo.get_profile(conn, ns, name=name)
+            else:
+                raise InvalidArgument.one("profile_name", "profile_name or config_id is required")
+        if found is None:
+            raise NotFound(f'profile "{name or config_id}" not found in namespace "{ns}"')
+        return found
+
+    def update_profile(self, p: Profile, expected_version: int = 0) -> Written[Profile]:
+        ns = namespace_or_default(p.namespace)
+        holder: list[list[str]] = []
+
+        def tx(conn: Connection) -> tuple[Profile, int]:
+            prior = repo.get_profile(conn, ns, name=p.profile_name)
+            if prior is None:
+                raise NotFound(f'profile "{p.profile_name}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'profile "{p.profile_name}"')
+            new = replace(
+                p,
+                namespace=ns,
+                config_id=prior.config_id,
+                version=prior.version + 1,
+                creation_time=prior.creation_time,
+                last_updated_time=self.clock(),
+            )
+            holder[:] = [validation.validate_profile(new, prior)]
+            if not repo.update_profile(conn, new, prior.version):
+                raise Aborted(f'profile "{p.profile_name}" was changed concurrently; retry')
+            return new, repo.bump_generation(conn)
+
+        new, gen = self._write(tx)
+        return Written(new, tuple(holder[0]), gen)
+
+    def delete_profile(self, namespace: str, name: str, expected_version: int = 0) -> int:
+        ns = namespace_or_default(namespace)
+
+        def tx(conn: Connection) -> int:
+            prior = repo.get_profile(conn, ns, name=name)
+            if prior is None:
+                raise NotFound(f'profile "{name}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'profile "{name}"')
+            repo.delete_profile(conn, prior.config_id)
+            return repo.bump_generation(conn)
+
+        return self._write(tx)
+
+    def list_profiles(self, namespace: str, page_size: int = 0, page_token: str = "") -> Page[Profile]:
+        ns = namespace_or_default(namespace)
+        size, after = _page_args(page_size, page_token)
+        with self.db.read() as conn:
+            items = repo.list_profiles(conn, ns, after, size)
+        return _page(items, size, lambda p: p.profile_name)
+
+    # ---------------------------------------------------------------- policies
+
+    def _parse_policy(self, name: str, text: str) -> None:
+        from agentceiling.policy import PolicyParseError, parse_policy
+
+        if not text.strip():
+            raise InvalidArgument.one("policy", "policy text cannot be empty")
+        try:
+            parse_policy(text, name=name)
+        except PolicyParseError as exc:
+            raise InvalidArgument.one("policy", str(exc)) from None
+
+    def create_policy(self, p: PolicyDoc) -> Written[PolicyDoc]:
+        ns = namespace_or_default(p.namespace)
+        validation.validate_policy_name(p.name)
+        if p.name == ROOT_POLICY:
+            raise InvalidArgument.one("name", '"root" is a reserved policy name')
+        self._parse_policy(p.name, p.text)
+        now = self.clock()
+        new = PolicyDoc(ns, p.name, p.text, False, 1, now, now)
+
+        def tx(conn: Connection) -> int:
+            repo.ensure_builtin_policies(conn, ns, self.builtins, now)
+            if repo.get_policy(conn, ns, p.name):
+                raise AlreadyExists(f'policy "{p.name}" already exists in namespace "{ns}"')
+            repo.insert_policy(conn, new)
+            return repo.bump_generation(conn)
+
+        return Written(new, (), self._write(tx))
+
+    def read_policy(self, namespace: str, name: str) -> PolicyDoc:
+        ns = namespace_or_default(namespace)
+        with self.db.read() as conn:
+            found = repo.get_policy(conn, ns, name)
+        if found is None and name in BUILTIN_POLICIES:
+            found = PolicyDoc(ns, name, self.builtins[name], True, 1, "", "")
+        if found is None:
+            raise NotFound(f'policy "{name}" not found in namespace "{ns}"')
+        return found
+
+    def update_policy(self, p: PolicyDoc, expected_version: int = 0) -> Written[PolicyDoc]:
+        ns = namespace_or_default(p.namespace)
+        if p.name == ROOT_POLICY:
+            raise InvalidArgument.one("name", '"root" is a reserved policy name')
+        self._parse_policy(p.name, p.text)
+
+        def tx(conn: Connection) -> tuple[PolicyDoc, int]:
+            now = self.clock()
+            repo.ensure_builtin_policies(conn, ns, self.builtins, now)
+            prior = repo.get_policy(conn, ns, p.name)
+            if prior is None:
+                raise NotFound(f'policy "{p.name}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'policy "{p.name}"')
+            new = replace(prior, text=p.text, version=prior.version + 1, last_updated_time=now)
+            if not repo.update_policy(conn, new, prior.version):
+                raise Aborted(f'policy "{p.name}" was changed concurrently; retry')
+            return new, repo.bump_generation(conn)
+
+        new, gen = self._write(tx)
+        return Written(new, (), gen)
+
+    def delete_policy(self, namespace: str, name: str, expected_version: int = 0) -> int:
+        ns = namespace_or_default(namespace)
+        if name == ROOT_POLICY:
+            raise InvalidArgument.one("name", '"root" is a reserved policy name')
+        if name in BUILTIN_POLICIES:
+            raise FailedPrecondition(f"cannot delete {name} policy")
+
+        def tx(conn: Connection) -> int:
+            prior = repo.get_policy(conn, ns, name)
+            if prior is None:
+                raise NotFound(f'policy "{name}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'policy "{name}"')
+            users = repo.registrations_using_policy(conn, ns, name)
+            if users:
+                raise FailedPrecondition(
+                    f'policy "{name}" is a ceiling policy of agent registrations: {", ".join(users)}; '
+                    "remove it from their ceiling_policies first"
+                )
+            repo.delete_policy(conn, ns, name)
+            return repo.bump_generation(conn)
+
+        return self._write(tx)
+
+    def list_policies(self, namespace: str, page_size: int = 0, page_token: str = "") -> Page[PolicyDoc]:
+        ns = namespace_or_default(namespace)
+        size, after = _page_args(page_size, page_token)
+        with self.db.read() as conn:
+            stored = repo.list_policies(conn, ns, after, size)
+            have = {p.name for p in stored}
+            if not any(p.builtin for p in stored):
+                # A namespace nobody wrote to yet still has its built-in policies.
+                for name in BUILTIN_POLICIES:
+                    if name > after and name not in have and not repo.get_policy(conn, ns, name):
+                        stored.append(PolicyDoc(ns, name, self.builtins[name], True, 1, "", ""))
+        stored.sort(key=lambda p: p.name)
+        return _page(stored[:size], size, lambda p: p.name)
+
+    # ---------------------------------------------------------------- entities
+
+    def create_entity(self, e: Entity) -> Written[Entity]:
+        ns = namespace_or_default(e.namespace)
+        validation.validate_entity(e)
+        now = self.clock()
+        entity_id = str(uuid.uuid4())
+        new = replace(
+            e,
+            namespace=ns,
+            name=e.name or f"entity_{entity_id[:8]}",
+            id=entity_id,
+            version=1,
+            creation_time=now,
+            last_updated_time=now,
+        )
+
+        def tx(conn: Connection) -> int:
+            if repo.get_entity(conn, ns, name=new.name):
+                raise AlreadyExists(f'entity "{new.name}" already exists in namespace "{ns}"')
+            repo.insert_entity(conn, new)
+            return repo.bump_generation(conn)
+
+        return Written(new, (), self._write(tx))
+
+    def read_entity(self, namespace: str, *, id: str = "", name: str = "") -> Entity:
+        ns = namespace_or_default(namespace)
+        if not id and not name:
+            raise InvalidArgument.one("id", "id or name is required")
+        with self.db.read() as conn:
+            found = repo.get_entity(conn, ns, id=id) if id else repo.get_entity(conn, ns, name=name)
+        if found is None:
+            raise NotFound(f'entity "{id or name}" not found in namespace "{ns}"')
+        return found
+
+    def update_entity(self, e: Entity, expected_version: int = 0) -> Written[Entity]:
+        ns = namespace_or_default(e.namespace)
+        validation.validate_entity(e)
+
+        def tx(conn: Connection) -> tuple[Entity, int]:
+            prior = repo.get_entity(conn, ns, id=e.id)
+            if prior is None:
+                raise NotFound(f'entity "{e.id}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity "{prior.name}"')
+            name = e.name or prior.name
+            if name != prior.name and repo.get_entity(conn, ns, name=name):
+                raise AlreadyExists(f'entity "{name}" already exists in namespace "{ns}"')
+            new = replace(
+                e,
+                namespace=ns,
+                name=name,
+                version=prior.version + 1,
+                creation_time=prior.creation_time,
+                last_updated_time=self.clock(),
+            )
+            if not repo.update_entity(conn, new, prior.version):
+                raise Aborted(f'entity "{prior.name}" was changed concurrently; retry')
+            return new, repo.bump_generation(conn)
+
+        new, gen = self._write(tx)
+        return Written(new, (), gen)
+
+    def delete_entity(self, namespace: str, id: str, expected_version: int = 0) -> int:
+        ns = namespace_or_default(namespace)
+
+        def tx(conn: Connection) -> int:
+            prior = repo.get_entity(conn, ns, id=id)
+            if prior is None:
+                raise NotFound(f'entity "{id}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity "{prior.name}"')
+            reg = repo.get_registration(conn, ns, entity_id=id)
+            if reg is not None:
+                raise FailedPrecondition(
+                    f'entity "{prior.name}" has the agent registration "{reg.display_name}" ({reg.id}); '
+                    "delete the registration first"
+                )
+            repo.delete_entity(conn, id)
+            return repo.bump_generation(conn)
+
+        return self._write(tx)
+
+    def list_entities(self, namespace: str, page_size: int = 0, page_token: str = "") -> Page[Entity]:
+        ns = namespace_or_default(namespace)
+        size, after = _page_args(page_size, page_token)
+        with self.db.read() as conn:
+            items = repo.list_entities(conn, ns, after, size)
+        return _page(items, size, lambda e: e.name)
+
+    # ---------------------------------------------------------------- aliases
+
+    def _resolve_alias_target(self, conn: Connection, a: Alias) -> str:
+        """Check the alias against its entity and profile; return the issuer's comparison key."""
+        v = Violations()
+        if repo.get_entity(conn, a.namespace, id=a.canonical_id) is None:
+            v.add("canonical_id", f'entity "{a.canonical_id}" does not exist in namespace "{a.namespace}"')
+        issuer_norm = ""
+        if a.issuer:
+            issuer_norm = normalize_issuer(a.issuer)
+            profile = repo.get_profile_by_issuer(conn, a.namespace, issuer_norm)
+            if profile is None:
+                v.add("issuer", f"oauth config not found for {a.issuer}")
+            elif a.mount_accessor and a.mount_accessor != profile.mount_accessor:
+                v.add(
+                    "mount_accessor",
+                    f'mount_accessor "{a.mount_accessor}" does not match the profile of issuer "{a.issuer}" '
+                    f'("{profile.profile_name}", mount_accessor "{profile.mount_accessor}")',
+                )
+        elif a.mount_accessor:
+            prefix = f"oauth-resource-server_{a.namespace}_"
+            config_id = a.mount_accessor[len(prefix) :] if a.mount_accessor.startswith(prefix) else ""
+            profile = repo.get_profile(conn, a.namespace, config_id=config_id) if config_id else None
+            if profile is None:
+                v.add(
+                    "mount_accessor",
+                    f'mount_accessor "{a.mount_accessor}" does not belong to any OAuth resource-server profile '
+                    f'in namespace "{a.namespace}"',
+                )
+            else:
+                issuer_norm = normalize_issuer(profile.issuer_id)
+        v.raise_if_any()
+        return issuer_norm
+
+    def _check_alias_unique(self, conn: Connection, a: Alias, issuer_norm: str) -> None:
+        if a.external_id:
+            other = repo.find_alias(conn, a.namespace, issuer_norm, a.external_id)
+            if other and other.id != a.id:
+                raise AlreadyExists(
+                    f'an alias for issuer "{a.issuer or issuer_norm}" with external_id "{a.external_id}" '
+                    f"already exists ({other.id})"
+                )
+        if a.mount_accessor:
+            other = repo.find_alias_by_accessor_name(conn, a.mount_accessor, a.name)
+            if other and other.id != a.id:
+                raise AlreadyExists(
+                    f'an alias named "{a.name}" already exists for mount_accessor "{a.mount_accessor}" ({other.id})'
+                )
+
+    def create_alias(self, a: Alias) -> Written[Alias]:
+        ns = namespace_or_default(a.namespace)
+        a = replace(a, namespace=ns)
+        validation.validate_alias(a)
+        now = self.clock()
+        new = replace(a, id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
+
+        def tx(conn: Connection) -> int:
+            issuer_norm = self._resolve_alias_target(conn, new)
+            self._check_alias_unique(conn, new, issuer_norm)
+            repo.insert_alias(conn, new, issuer_norm)
+            return repo.bump_generation(conn)
+
+        return Written(new, (), self._write(tx))
+
+    def read_alias(self, namespace: str, id: str) -> Alias:
+        ns = namespace_or_default(namespace)
+        with self.db.read() as conn:
+            found = repo.get_alias(conn, ns, id)
+        if found is None:
+            raise NotFound(f'entity alias "{id}" not found in namespace "{ns}"')
+        return found
+
+    def update_alias(self, a: Alias, expected_version: int = 0) -> Written[Alias]:
+        ns = namespace_or_default(a.namespace)
+        a = replace(a, namespace=ns)
+        validation.validate_alias(a)
+
+        def tx(conn: Connection) -> tuple[Alias, int]:
+            prior = repo.get_alias(conn, ns, a.id)
+            if prior is None:
+                raise NotFound(f'entity alias "{a.id}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity alias "{a.id}"')
+            v = Violations()
+            if prior.issuer and a.issuer != prior.issuer:
+                v.add("issuer", "issuer cannot be changed after creation")
+            if prior.external_id and a.external_id != prior.external_id:
+                v.add("external_id", "external_id cannot be changed after creation")
+            v.raise_if_any()
+            new = replace(
+                a, version=prior.version + 1, creation_time=prior.creation_time, last_updated_time=self.clock()
+            )
+            issuer_norm = self._resolve_alias_target(conn, new)
+            self._check_alias_unique(conn, new, issuer_norm)
+            if not repo.update_alias(conn, new, issuer_norm, prior.version):
+                raise Aborted(f'entity alias "{a.id}" was changed concurrently; retry')
+            return new, repo.bump_generation(conn)
+
+        new, gen = self._write(tx)
+        return Written(new, (), gen)
+
+    def delete_alias(self, namespace: str, id: str, expected_version: int = 0) -> int:
+        ns = namespace_or_default(namespace)
+
+        def tx(conn: Connection) -> int:
+            prior = repo.get_alias(conn, ns, id)
+            if prior is None:
+                raise NotFound(f'entity alias "{id}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity alias "{id}"')
+            repo.delete_alias(conn, id)
+            return repo.bump_generation(conn)
+
+        return self._write(tx)
+
+    def list_aliases(self, namespace: str, page_size: int = 0, page_token: str = "") -> Page[Alias]:
+        ns = namespace_or_default(namespace)
+        size, after = _page_args(page_size, page_token)
+        with self.db.read() as conn:
+            items = repo.list_aliases(conn, ns, after, size)
+        return _page(items, size, lambda a: a.id)
+
+    # ---------------------------------------------------------------- registrations
+
+    def _check_registration(self, conn: Connection, r: Registration) -> None:
+        v = Violations()
+        entity = repo.get_entity(conn, r.namespace, id=r.entity_id)
+        if entity is None:
+            v.add("entity_id", f'entity "{r.entity_id}" does not exist in namespace "{r.namespace}"')
+        wanted = [n for n in r.ceiling_policies if n not in BUILTIN_POLICIES]
+        found = repo.get_policies(conn, r.namespace, wanted)
+        for i, name in enumerate(r.requested_ceiling_policies):
+            if name not in BUILTIN_POLICIES and name not in found:
+                v.add(f"ceiling_policies[{i}]", f'ceiling policy "{name}" does not exist in namespace "{r.namespace}"')
+        v.raise_if_any()
+        other = repo.get_registration(conn, r.namespace, display_name=r.display_name)
+        if other and other.id != r.id:
+            raise AlreadyExists(
+                f'an agent registration named "{r.display_name}" already exists in namespace '
+                f'"{r.namespace}" ({other.id})'
+            )
+        other = repo.get_registration(conn, r.namespace, entity_id=r.entity_id)
+        if other and other.id != r.id:
+            raise AlreadyExists(
+                f'entity "{r.entity_id}" already has the agent registration "{other.display_name}" ({other.id}); '
+                "delete the existing registration first"
+            )
+
+    def create_registration(self, r: Registration) -> Written[Registration]:
+        ns = namespace_or_default(r.namespace)
+        validation.validate_registration(r)
+        now = self.clock()
+        new = replace(r, namespace=ns, id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
+
+        def tx(conn: Connection) -> int:
+            repo.ensure_builtin_policies(conn, ns, self.builtins, now)
+            self._check_registration(conn, new)
+            repo.insert_registration(conn, new)
+            return repo.bump_generation(conn)
+
+        return Written(new, (), self._write(tx))
+
+    def read_registration(
+        self, namespace: str, *, id: str = "", display_name: str = "", entity_id: str = ""
+    ) -> Registration:
+        ns = namespace_or_default(namespace)
+        with self.db.read() as conn:
+            if id:
+                found = repo.get_registration(conn, ns, id=id)
+            elif display_name:
+                found = repo.get_registration(conn, ns, display_name=display_name)
+            elif entity_id:
+                found = repo.get_registration(conn, ns, entity_id=entity_id)
+            else:
+                raise InvalidArgument.one("id", "id, display_name or entity_id is required")
+        if found is None:
+            raise NotFound(f'agent registration "{id or display_name or entity_id}" not found in namespace "{ns}"')
+        return found
+
+    def update_registration(self, r: Registration, expected_version: int = 0) -> Written[Registration]:
+        ns = namespace_or_default(r.namespace)
+        validation.validate_registration(r)
+
+        def tx(conn: Connection) -> tuple[Registration, int]:
+            prior = repo.get_registration(conn, ns, id=r.id)
+            if prior is None:
+                raise NotFound(f'agent registration "{r.id}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'agent registration "{prior.display_name}"')
+            now = self.clock()
+            if now <= prior.last_updated_time:  # last_updated_time always moves forward
+                now = _after(prior.last_updated_time)
+            new = replace(
+                r,
+                namespace=ns,
+                version=prior.version + 1,
+                creation_time=prior.creation_time,
+                last_updated_time=now,
+            )
+            repo.ensure_builtin_policies(conn, ns, self.builtins, now)
+            self._check_registration(conn, new)
+            if not repo.update_registration(conn, new, prior.version):
+                raise Aborted(f'agent registration "{prior.display_name}" was changed concurrently; retry')
+            return new, repo.bump_generation(conn)
+
+        new, gen = self._write(tx)
+        return Written(new, (), gen)
+
+    def delete_registration(self, namespace: str, id: str, expected_version: int = 0) -> int:
+        ns = namespace_or_default(namespace)
+
+        def tx(conn: Connection) -> int:
+            prior = repo.get_registration(conn, ns, id=id)
+            if prior is None:
+                raise NotFound(f'agent registration "{id}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'agent registration "{prior.display_name}"')
+            repo.delete_registration(conn, id)
+            return repo.bump_generation(conn)
+
+        return self._write(tx)
+
+    def list_registrations(self, namespace: str, page_size: int = 0, page_token: str = "") -> Page[Registration]:
+        ns = namespace_or_default(namespace)
+        size, after = _page_args(page_size, page_token)
+        with self.db.read() as conn:
+            items = repo.list_registrations(conn, ns, after, size)
+        return _page(items, size, lambda r: r.display_name)
+
+    # ---------------------------------------------------------------- activation flags
+
+    def activate_feature(self, feature: str) -> tuple[ActivationFlag, int]:
+        if not feature or "/" in feature or feature != feature.strip():
+            raise InvalidArgument.one("feature", f'invalid feature name "{feature}"')
+
+        def tx(conn: Connection) -> tuple[ActivationFlag, int]:
+            flag = repo.activate_feature(conn, feature, self.clock())
+            return flag, repo.bump_generation(conn)
+
+        return self._write(tx)
+
+    def list_activation_flags(self) -> Sequence[ActivationFlag]:
+        with self.db.read() as conn:
+            return repo.list_activation_flags(conn)
+
+
+def _check_version(stored: int, expected: int, what: str) -> None:
+    if expected and expected != stored:
+        raise Aborted(f"{what} is at version {stored}, not {expected}: it was changed since you read it")
+
+
+def _after(stamp: str) -> str:
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    from datetime import timedelta
+
+    return (parsed + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (value + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+__all__ = ["ControlPlane", "DomainError", "Page", "Written", "namespace_or_default", "rfc3339_now"]

@@ -1,0 +1,125 @@
+"""Read-side cache of the control plane's objects for the authorization endpoint.
+
+Everything is memoised per key and thrown away as a whole when the database's generation counter
+moves (every control-plane write bumps it in its own transaction). A poller reads the counter every
+``poll_interval`` seconds, so a change made through any replica is enforced by every replica within
+about that interval (the design target is 1 s; the default poll is 0.25 s)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from agentceiling.domain.models import Alias, Entity, PolicyDoc, Profile, Registration
+from agentceiling.store import repo
+from agentceiling.store.db import Database
+
+log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
+
+_MISSING = object()
+
+
+@dataclass
+class _Generation:
+    number: int
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+
+class Directory:
+    def __init__(self, db: Database, *, poll_interval: float = 0.25, max_entries: int = 200_000) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self.max_entries = max_entries
+        self._gen = _Generation(self._read_generation())
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="directory-poller", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- invalidation
+
+    def _read_generation(self) -> int:
+        with self.db.read() as conn:
+            return repo.generation(conn)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.refresh()
+            except Exception as exc:  # keep serving from the cache; the next poll retries
+                log.warning("could not read the generation counter: %s", exc)
+
+    def refresh(self) -> int:
+        number = self._read_generation()
+        if number != self._gen.number:
+            self._gen = _Generation(number)
+        return number
+
+    @property
+    def generation(self) -> int:
+        return self._gen.number
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def memo(self, key: tuple[Any, ...], load: Callable[[], V]) -> V:
+        """Memoise ``load()`` under ``key`` for the current generation. Safe under races: the
+        worst case is that two threads both load the same value."""
+        gen = self._gen
+        value = gen.memo.get(key, _MISSING)
+        if value is _MISSING:
+            value = load()
+            if len(gen.memo) >= self.max_entries:
+                gen.memo.clear()
+            gen.memo[key] = value
+        return value  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- lookups
+
+    def profile_for_issuer(self, namespace: str, issuer_norm: str) -> Profile | None:
+        def load() -> Profile | None:
+            with self.db.read() as conn:
+                return repo.get_profile_by_issuer(conn, namespace, issuer_norm)
+
+        return self.memo(("profile", namespace, issuer_norm), load)
+
+    def alias(self, namespace: str, issuer_norm: str, external_id: str) -> Alias | None:
+        def load() -> Alias | None:
+            with self.db.read() as conn:
+                return repo.find_alias(conn, namespace, issuer_norm, external_id)
+
+        return self.memo(("alias", namespace, issuer_norm, external_id), load)
+
+    def entity(self, namespace: str, entity_id: str) -> Entity | None:
+        def load() -> Entity | None:
+            with self.db.read() as conn:
+                return repo.get_entity(conn, namespace, id=entity_id)
+
+        return self.memo(("entity", namespace, entity_id), load)
+
+    def entity_aliases(self, entity_id: str) -> list[Alias]:
+        def load() -> list[Alias]:
+            with self.db.read() as conn:
+                return repo.aliases_of_entity(conn, entity_id)
+
+        return self.memo(("entity_aliases", entity_id), load)
+
+    def registration_for_entity(self, namespace: str, entity_id: str) -> Registration | None:
+        def load() -> Registration | None:
+            with self.db.read() as conn:
+                return repo.get_registration(conn, namespace, entity_id=entity_id)
+
+        return self.memo(("registration", namespace, entity_id), load)
+
+    def policy(self, namespace: str, name: str) -> PolicyDoc | None:
+        def load() -> PolicyDoc | None:
+            with self.db.read() as conn:
+                return repo.get_policy(conn, namespace, name)
+
+        return self.memo(("policy", namespace, name), load)

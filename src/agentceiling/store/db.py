@@ -1,0 +1,105 @@
+"""Engine set-up and transactions for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_WRITE = "agentceiling_write"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'agentceiling.db'}"
+
+
+class Database:
+    """An engine plus the transaction discipline the service relies on.
+
+    Writes run in a transaction that takes the write lock up front (SQLite ``BEGIN IMMEDIATE``), so
+    concurrent writers queue instead of failing half-way; transient conflicts (SQLite busy,
+    PostgreSQL serialization failures and deadlocks) are retried with a fresh transaction."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = sa.make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"unsupported database {self.url.render_as_string(hide_password=True)}")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = 20
+        else:
+            kwargs["pool_size"] = pool_size
+            kwargs["max_overflow"] = 10
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            _install_sqlite_hooks(self.engine)
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def write(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
+        """Run ``fn`` in a write transaction, retrying transient conflicts. ``fn`` must be
+        idempotent up to its own database effects (it is re-run from scratch)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.connect() as conn:
+                    conn = conn.execution_options(**{_WRITE: True})
+                    with conn.begin():
+                        return fn(conn)
+            except sa.exc.OperationalError as exc:
+                if attempt == attempts or not self._transient(exc):
+                    raise
+            except sa.exc.DBAPIError as exc:
+                if attempt == attempts or not self._transient(exc):
+                    raise
+            time.sleep(min(0.5, 0.01 * 2**attempt) * random.random())
+        raise AssertionError("unreachable")
+
+    def _transient(self, exc: sa.exc.DBAPIError) -> bool:
+        if self.dialect == "sqlite":
+            text = str(exc.orig).lower()
+            return "locked" in text or "busy" in text
+        code = getattr(exc.orig, "sqlstate", None)
+        return code in ("40001", "40P01", "55P03")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit transactions defer the write lock).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,205 @@
+"""Shared fixtures: a throwaway PostgreSQL cluster, database URLs for both backends, and a real
+`agentceiling serve` subprocess on loopback."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class PgCluster:
+    port: int
+    socket_dir: Path
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self) -> str:
+        import sqlalchemy as sa
+
+        name = "ac_" + uuid.uuid4().hex[:12]
+        engine = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        return self.url(name)
+
+
+def _postgres_missing_reason() -> str | None:
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        if shutil.which(tool) is None:
+            return f"PostgreSQL is not installed ({tool} not on PATH)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no 'postgres' system user to run PostgreSQL as"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    reason = _postgres_missing_reason()
+    if reason:
+        if os.environ.get("AGENTCEILING_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"AGENTCEILING_REQUIRE_POSTGRES=1 but {reason}")
+        pytest.skip(reason)
+    base = Path(tempfile.mkdtemp(prefix="ac-pg-"))
+    data, sock = base / "data", base / "sock"
+    data.mkdir()
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        for p in (base, data, sock):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*prefix, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    opts = (
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=300"
+    )
+    subprocess.run(
+        [*prefix, "pg_ctl", "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "60", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield PgCluster(port, sock)
+    finally:
+        subprocess.run([*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'agentceiling.db'}"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database()
+
+
+# ---------------------------------------------------------------- a real server
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    address: str
+    authz_address: str
+    database_url: str
+    log_path: Path
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token}")]
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.address)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return int(self.proc.returncode)
+
+
+def wait_healthy(address: str, timeout: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with grpc.insecure_channel(address) as ch:
+                resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"server at {address} not healthy: {last}")
+
+
+def start_server(
+    data_dir: Path,
+    database_url: str = "",
+    *,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    address: str | None = None,
+    authz_address: str | None = None,
+) -> RunningServer:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    address = address or f"127.0.0.1:{free_port()}"
+    authz_address = authz_address or f"127.0.0.1:{free_port()}"
+    log_path = data_dir / f"server-{uuid.uuid4().hex[:6]}.log"
+    cmd = [sys.executable, "-m", "agentceiling.cli", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--listen", address, "--authz-listen", authz_address]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    cmd += list(extra_args)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = RunningServer(proc, data_dir, address, authz_address, database_url, log_path)
+    try:
+        wait_healthy(address, proc=proc)
+    except Exception:
+        server.stop(signal.SIGKILL)
+        raise RuntimeError(f"server failed to start:\n{server.log()}") from None
+    return server
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[RunningServer]:
+    """A real `agentceiling serve` on SQLite and on PostgreSQL."""
+    srv = start_server(tmp_path / "data", database_url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
