@@ -1,0 +1,861 @@
+"""Append-only, hash-chained, group-committed audit log (in the style of Vault's file audit device).
+
+One log per server process, e.g. ``<data-dir>/audit/audit.log``.  Every authorization decision is
+appended (and, with ``fsync=True``, made durable) *before* the endpoint answers; if the log cannot be
+written the endpoint answers UNAVAILABLE, as Vault does when no audit device works.
+
+File format: one canonical JSON object per line
+(``json.dumps(record, sort_keys=True, separators=(",", ":"))``, ASCII, ``\\n``-terminated)::
+
+    {"decision":{...},"hash":"<hex>","prev_hash":"<hex>","seq":1,"time":"2025-01-01T00:00:00.000000Z"}
+
+* ``seq`` is 1-based and contiguous.
+* ``hash`` is the hex SHA-256 of the canonical JSON of the record *without* its ``hash`` field.
+* ``prev_hash`` is the previous record's ``hash`` (which covers every byte of the previous record's
+  canonical line except the hash itself), or 64 zeros for the first record.  A receipt's ``hash``
+  therefore equals the next record's ``prev_hash``.
+
+The chain is unkeyed: it detects accidental corruption and edits by anyone who does not also rewrite
+every later record.  Removing records from the *end* is only detectable against an external anchor
+(e.g. a receipt kept elsewhere).
+
+Concurrency: :meth:`AuditLog.append` may be called from many threads.  A single writer thread takes
+every pending record, writes them with one ``os.write`` and makes them durable with one
+``os.fdatasync`` (group commit), then wakes all the waiters.  Exclusive use of a log file by one
+process is enforced with ``fcntl.flock`` on the sidecar ``<log>.lock``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import stat
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+__all__ = [
+    "GENESIS_HASH",
+    "MAX_LINE_BYTES",
+    "AuditLog",
+    "AuditLogCorrupt",
+    "AuditLogError",
+    "AuditLogLocked",
+    "AuditReceipt",
+    "AuditUnavailable",
+    "VerifyResult",
+    "format_record",
+    "iter_records",
+    "tail",
+    "verify",
+]
+
+log = logging.getLogger(__name__)
+
+GENESIS_HASH: Final = "0" * 64
+#: Longest line (record + newline) the log writes or accepts when reading.
+MAX_LINE_BYTES: Final = 4 * 1024 * 1024
+#: Room left in a line for everything but the decision payload.
+_ENVELOPE_BYTES: Final = 512
+#: A group commit stops taking records once it holds this many payload bytes (it always takes one).
+_MAX_BATCH_BYTES: Final = 8 * 1024 * 1024
+
+_FILE_MODE: Final = 0o600
+_DIR_MODE: Final = 0o700
+_CHUNK: Final = 64 * 1024
+_RECORD_KEYS: Final = frozenset({"decision", "hash", "prev_hash", "seq", "time"})
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# A compact JWS/JWT (or the first three parts of a JWE): base64url header that decodes to '{"...',
+# then two more base64url parts (the payload of a detached JWS and the signature of an unsecured JWT
+# may be empty).  The minimum header length keeps ordinary words containing "eyJ" from matching.
+_JWS = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors and result types
+# --------------------------------------------------------------------------------------------------
+
+
+class AuditLogError(Exception):
+    """Base class of the audit log's errors."""
+
+
+class AuditUnavailable(AuditLogError):
+    """The decision could not be durably audited; the endpoint must answer UNAVAILABLE."""
+
+    code: Final = "UNAVAILABLE"
+
+
+class AuditLogLocked(AuditLogError):
+    """Another process (or another AuditLog in this process) has the log open for writing."""
+
+
+class AuditLogCorrupt(AuditLogError):
+    """The log's content is not a valid record stream (beyond a torn, unacknowledged tail)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReceipt:
+    """Proof that a decision was appended (and fsync'd when the log was opened with fsync=True)."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """Outcome of :func:`verify`.
+
+    ``records`` counts the records verified good before the first problem; ``first_bad_seq`` is the
+    sequence position at which verification failed (``records + 1``), or None when ``ok``.
+    """
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None
+    problem: str
+
+
+# --------------------------------------------------------------------------------------------------
+# Low-level file helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _pread_exact(fd: int, size: int, offset: int) -> bytes:
+    parts: list[bytes] = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            raise OSError(errno.EIO, f"unexpected end of file at offset {offset}")
+        parts.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
+def _rfind_newline(fd: int, end: int) -> int:
+    """Offset of the last b"\\n" strictly before ``end``, or -1. Reads backwards in chunks."""
+    pos = end
+    while pos > 0:
+        start = max(0, pos - _CHUNK)
+        i = _pread_exact(fd, pos - start, start).rfind(b"\n")
+        if i >= 0:
+            return start + i
+        pos = start
+    return -1
+
+
+def _complete_end(fd: int, size: int) -> int:
+    """End offset of the last complete (newline-terminated) line in a file of ``size`` bytes."""
+    if size == 0 or _pread_exact(fd, 1, size - 1) == b"\n":
+        return size
+    return _rfind_newline(fd, size - 1) + 1
+
+
+def _start_of_last_lines(fd: int, end: int, n: int) -> int:
+    """Offset of the first of the last ``n`` lines of ``[0, end)`` (``end`` is at a line boundary)."""
+    if n <= 0:
+        return end
+    seen = 0
+    pos = end
+    while pos > 0:
+        start = max(0, pos - _CHUNK)
+        buf = _pread_exact(fd, pos - start, start)
+        i = len(buf)
+        while (i := buf.rfind(b"\n", 0, i)) >= 0:
+            seen += 1
+            if seen == n + 1:
+                return start + i + 1
+        pos = start
+    return 0
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "darwin" and hasattr(fcntl, "F_FULLFSYNC"):  # pragma: no cover - not Linux
+
+    def _sync(fd: int) -> None:
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+
+elif hasattr(os, "fdatasync"):
+
+    def _sync(fd: int) -> None:
+        os.fdatasync(fd)
+
+else:  # pragma: no cover
+
+    def _sync(fd: int) -> None:
+        os.fsync(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:  # pragma: no cover - os.write raises instead
+            raise OSError(errno.EIO, "write returned 0")
+        view = view[n:]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _record_hash(rec: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in rec.items() if k != "hash"}
+    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+
+
+def _check_record(rec: Any) -> str | None:
+    """Why a parsed line is not a well-formed, self-consistent record (None when it is)."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    missing = _RECORD_KEYS - rec.keys()
+    if missing:
+        return f"missing field(s) {', '.join(sorted(missing))}"
+    seq = rec["seq"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return "seq is not a positive integer"
+    for key in ("hash", "prev_hash"):
+        value = rec[key]
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):
+            return f"{key} is not a hex SHA-256"
+    if not isinstance(rec["time"], str):
+        return "time is not a string"
+    if not isinstance(rec["decision"], dict):
+        return "decision is not an object"
+    try:
+        digest = _record_hash(rec)
+    except ValueError:
+        return "contains a non-finite number"
+    if digest != rec["hash"]:
+        return "hash mismatch (record edited)"
+    return None
+
+
+def _parse_json_line(line: bytes) -> Any:
+    """json.loads for one line; raises ValueError (incl. UnicodeDecodeError) if it is not JSON."""
+    return json.loads(line.decode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The log
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    payload: bytes  # canonical JSON of the decision
+    future: Future[AuditReceipt]
+
+
+class AuditLog:
+    """A single-writer, append-only, hash-chained audit log file.  Create with :meth:`open`."""
+
+    path: Path
+    lock_path: Path
+    fsync: bool
+    #: Bytes of a torn (never acknowledged) last line removed when the log was opened.
+    recovered_torn_bytes: int
+
+    def __init__(self, path: Path, *, fsync: bool, max_batch: int, max_delay: float) -> None:
+        """Use :meth:`AuditLog.open`."""
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        if max_delay < 0:
+            raise ValueError("max_delay must be >= 0")
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.fsync = fsync
+        self.recovered_torn_bytes = 0
+        self._max_batch = max_batch
+        self._max_delay = max_delay
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._closing = False
+        self._error: AuditUnavailable | None = None
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._last_batch = 1
+        self._batches = 0
+        self._records = 0
+        # Owned by the writer thread once it runs (published under _cond for the properties).
+        self._seq = 0
+        self._hash = GENESIS_HASH
+        self._size = 0
+        self._regular = True
+        self._ident: tuple[int, int] = (0, 0)
+        self._lock_fd = -1
+        self._fd = -1
+
+        self._ensure_dir(self.path.parent)
+        self._lock_fd = self._acquire_lock()
+        try:
+            self._open_file()
+        except BaseException:
+            self._release()
+            raise
+        self._writer = threading.Thread(target=self._run, name="agentceiling-audit-writer", daemon=True)
+        self._writer.start()
+
+    @classmethod
+    def open(
+        cls, path: Path, *, fsync: bool = True, max_batch: int = 512, max_delay: float = 0.002
+    ) -> AuditLog:
+        """Open (creating if needed) the log at ``path`` for appending.
+
+        Takes an exclusive lock on ``<path>.lock`` (:class:`AuditLogLocked` if held elsewhere),
+        recovers ``seq`` and the chain head from the file's tail, and truncates a torn last line.
+        ``max_batch`` caps the records per group commit; ``max_delay`` is the longest the writer
+        lingers to let concurrent appenders join a batch (it only lingers when it has recently seen
+        concurrency, so a lone appender is never delayed).
+        """
+        return cls(path, fsync=fsync, max_batch=max_batch, max_delay=max_delay)
+
+    # -- opening -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ensure_dir(directory: Path) -> None:
+        if directory.is_dir():
+            if stat.S_IMODE(directory.stat().st_mode) & 0o077:
+                log.warning("audit log directory %s is accessible to group/others (want 0700)", directory)
+            return
+        missing: list[Path] = []
+        d = directory
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                d.mkdir(mode=_DIR_MODE)
+                os.chmod(d, _DIR_MODE)  # independent of the umask
+            _fsync_dir(d.parent)
+
+    def _acquire_lock(self) -> int:
+        while True:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise self._locked_error(fd) from None
+                # If the lock file was unlinked/replaced between our open and flock, we hold a lock
+                # nobody else will see: retry on the current file.
+                try:
+                    st = os.stat(self.lock_path)
+                except FileNotFoundError:
+                    os.close(fd)
+                    continue
+                fst = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != (fst.st_dev, fst.st_ino):
+                    os.close(fd)
+                    continue
+                if stat.S_IMODE(fst.st_mode) != _FILE_MODE:
+                    os.fchmod(fd, _FILE_MODE)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return fd
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                raise
+
+    def _locked_error(self, fd: int) -> AuditLogLocked:
+        try:
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        except OSError:
+            owner = ""
+        pid = owner if owner.isdigit() else "unknown"
+        if pid == str(os.getpid()):
+            return AuditLogLocked(f"audit log {self.path} is already open in this process (pid {pid})")
+        return AuditLogLocked(f"audit log {self.path} is in use by another process (pid {pid})")
+
+    def _open_file(self) -> None:
+        existed = self.path.exists()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, _FILE_MODE)
+        st = os.fstat(self._fd)
+        self._ident = (st.st_dev, st.st_ino)
+        self._regular = stat.S_ISREG(st.st_mode)
+        if self._regular:
+            if stat.S_IMODE(st.st_mode) != _FILE_MODE:
+                os.fchmod(self._fd, _FILE_MODE)
+            self._recover(st.st_size)
+        # Non-regular files (a FIFO, /dev/null, /dev/full, ...) have no tail to recover: the chain
+        # starts at seq 1.
+        if not existed:
+            _fsync_dir(self.path.parent)
+
+    def _recover(self, size: int) -> None:
+        fd = self._fd
+        end = _complete_end(fd, size)
+        seq, last_hash = 0, GENESIS_HASH
+        if end > 0:
+            start = _rfind_newline(fd, end - 1) + 1
+            line = _pread_exact(fd, end - start, start)
+            try:
+                rec = _parse_json_line(line)
+            except ValueError:
+                # Newline-terminated but not JSON (e.g. a zero-filled block after a crash): also torn.
+                log.warning("audit log %s: last line at offset %d is not JSON; treating it as torn",
+                            self.path, start)
+                end = start
+                if end > 0:
+                    start = _rfind_newline(fd, end - 1) + 1
+                    line = _pread_exact(fd, end - start, start)
+                    try:
+                        rec = _parse_json_line(line)
+                    except ValueError:
+                        raise AuditLogCorrupt(
+                            f"audit log {self.path}: the last two lines are not JSON (offset {start}); "
+                            "refusing to open; run verify"
+                        ) from None
+            if end > 0:
+                problem = _check_record(rec)
+                if problem is None and _canonical(rec).encode() + b"\n" != line:
+                    problem = "not in canonical form"
+                if problem is not None:
+                    raise AuditLogCorrupt(
+                        f"audit log {self.path}: last record (offset {start}) is invalid: {problem}; "
+                        "refusing to open; run verify"
+                    )
+                seq, last_hash = rec["seq"], rec["hash"]
+        if end < size:
+            self.recovered_torn_bytes = size - end
+            log.warning("audit log %s: truncating %d bytes of a torn (unacknowledged) last line",
+                        self.path, size - end)
+            os.ftruncate(fd, end)
+            _sync(fd)
+        self._seq, self._hash, self._size = seq, last_hash, end
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+        if self._lock_fd >= 0:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # -- public API --------------------------------------------------------------------------------
+
+    def submit(self, decision: Mapping[str, Any]) -> Future[AuditReceipt]:
+        """Queue ``decision`` for appending; the future resolves once it is written (and fsync'd).
+
+        Invalid payloads raise ``ValueError``/``TypeError`` immediately; a failed or closed log
+        resolves the future with :class:`AuditUnavailable`.  Cancelling the future before the writer
+        picks it up drops the record.
+        """
+        payload = self._encode(decision)
+        fut: Future[AuditReceipt] = Future()
+        with self._cond:
+            if self._error is not None:
+                fut.set_exception(self._unavailable())
+            elif self._closing:
+                fut.set_exception(AuditUnavailable(f"audit log {self.path} is closed"))
+            else:
+                self._queue.append(_Pending(payload, fut))
+                self._cond.notify()
+        return fut
+
+    def append(self, decision: Mapping[str, Any], *, timeout: float | None = None) -> AuditReceipt:
+        """Append ``decision``; returns once the record is written and (with fsync) durable.
+
+        Raises :class:`AuditUnavailable` if it could not be (including after ``timeout`` seconds, in
+        which case the record may still be written later).
+        """
+        fut = self.submit(decision)
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            fut.cancel()
+            raise AuditUnavailable(f"audit log {self.path}: timed out after {timeout}s") from None
+
+    def close(self) -> None:
+        """Write out everything already submitted, then release the file and the lock. Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
+            self._writer.join()
+            self._release()
+            self._closed = True
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "failed" if self._error else "closed" if self._closing else "open"
+        return f"<AuditLog {str(self.path)!r} {state} seq={self.last_seq}>"
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the last committed record (0 for an empty log)."""
+        with self._cond:
+            return self._seq
+
+    @property
+    def last_hash(self) -> str:
+        """Hash of the last committed record (:data:`GENESIS_HASH` for an empty log)."""
+        with self._cond:
+            return self._hash
+
+    @property
+    def error(self) -> AuditUnavailable | None:
+        """The failure that made this log unavailable, if any."""
+        return self._error
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Committed records and group commits (batches) since open."""
+        with self._cond:
+            return {"records": self._records, "batches": self._batches}
+
+    # -- payload checks ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _encode(decision: Mapping[str, Any]) -> bytes:
+        if not isinstance(decision, Mapping):
+            raise TypeError(f"decision must be a mapping, not {type(decision).__name__}")
+        decision = dict(decision)
+        _check_keys(decision, 0)
+        text = _canonical(decision)  # TypeError/ValueError for non-JSON values, NaN
+        if "eyJ" in text and _JWS.search(text):
+            raise ValueError(
+                "audit decision contains a string that looks like a raw JWT/JWS; "
+                "the audit log never stores tokens (log its SHA-256 instead)"
+            )
+        payload = text.encode("ascii")  # ensure_ascii=True: always ASCII
+        if len(payload) > MAX_LINE_BYTES - _ENVELOPE_BYTES:
+            raise ValueError(f"audit decision too large ({len(payload)} bytes)")
+        return payload
+
+    # -- writer thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._closing:
+                        self._cond.wait()
+                    if not self._queue:
+                        return  # closing, and everything is written
+                    self._linger()
+                    batch = []
+                    size = 0
+                    while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
+                        item = self._queue.popleft()
+                        if item.future.set_running_or_notify_cancel():
+                            batch.append(item)
+                            size += len(item.payload)
+                if batch:
+                    self._commit(batch)
+                    batch = []
+        except BaseException as exc:
+            self._fail(exc, batch)
+
+    def _linger(self) -> None:
+        """Called with _cond held: give concurrent appenders a moment to join the batch.
+
+        Only lingers when the previous batch had company, and only until as many records as last
+        time are queued (or max_batch, or max_delay elapsed), so a lone appender never waits.
+        """
+        target = min(self._last_batch, self._max_batch)
+        if self._max_delay <= 0 or target <= 1 or len(self._queue) >= target:
+            return
+        deadline = time.monotonic() + self._max_delay
+        while len(self._queue) < target and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        seq, prev = self._seq, self._hash
+        parts: list[bytes] = []
+        receipts: list[AuditReceipt] = []
+        now = _now()  # commit time, shared by the batch
+        for item in batch:
+            seq += 1
+            rest = f',"prev_hash":"{prev}","seq":{seq},"time":"{now}"}}'.encode("ascii")
+            h = hashlib.sha256(b'{"decision":')
+            h.update(item.payload)
+            h.update(rest)
+            digest = h.hexdigest()
+            parts += (b'{"decision":', item.payload, b',"hash":"', digest.encode("ascii"), b'"', rest, b"\n")
+            receipts.append(AuditReceipt(seq, digest))
+            prev = digest
+        data = b"".join(parts)
+        _write_all(self._fd, data)
+        if self.fsync:
+            _sync(self._fd)
+        self._check_still_linked()
+        with self._cond:
+            self._seq, self._hash = seq, prev
+            self._size += len(data)
+            self._records += len(batch)
+            self._batches += 1
+            self._last_batch = len(batch)
+        for item, receipt in zip(batch, receipts, strict=True):
+            item.future.set_result(receipt)
+
+    def _check_still_linked(self) -> None:
+        """Records written to a deleted or renamed-away file are not in the audit log."""
+        if os.fstat(self._fd).st_nlink == 0:
+            raise OSError(errno.ENOENT, "audit log file was deleted while open")
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise OSError(errno.ENOENT, "audit log file was removed or renamed while open") from None
+        if (st.st_dev, st.st_ino) != self._ident:
+            raise OSError(errno.ESTALE, "audit log file was replaced while open")
+
+    def _fail(self, exc: BaseException, batch: list[_Pending]) -> None:
+        reason = f"{exc.strerror or exc}" if isinstance(exc, OSError) else repr(exc)
+        error = AuditUnavailable(f"audit log {self.path} is unavailable: {reason}")
+        error.__cause__ = exc
+        log.error("%s; every further decision will be answered UNAVAILABLE", error)
+        # Best effort: drop whatever part of the failed batch reached the file, so the file holds
+        # exactly the acknowledged records (a power loss could still leave a torn tail; open fixes it).
+        if self._regular and self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+        with self._cond:
+            self._error = error
+            pending = list(self._queue)
+            self._queue.clear()
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(self._unavailable())
+        for item in pending:
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(self._unavailable())
+
+    def _unavailable(self) -> AuditUnavailable:
+        """A fresh exception per waiter (one instance raised in many threads gets a mixed traceback)."""
+        assert self._error is not None
+        error = AuditUnavailable(*self._error.args)
+        error.__cause__ = self._error.__cause__
+        return error
+
+
+def _check_keys(obj: dict[str, Any] | list[Any] | tuple[Any, ...], depth: int) -> None:
+    """Keys must be strings (int keys would re-sort differently after a JSON round trip)."""
+    if depth > 64:
+        raise ValueError("audit decision is nested too deeply")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if type(k) is not str:
+                raise TypeError(f"audit decision keys must be strings, got {type(k).__name__}")
+            if isinstance(v, dict | list | tuple):
+                _check_keys(v, depth + 1)
+    else:
+        for v in obj:
+            if isinstance(v, dict | list | tuple):
+                _check_keys(v, depth + 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+def verify(path: Path) -> VerifyResult:
+    """Check the whole chain of the log at ``path`` in one streaming pass (constant memory).
+
+    Detects edited records (hash mismatch or non-canonical bytes), removed, inserted, duplicated or
+    reordered records (seq or prev_hash break), torn or unparsable lines anywhere, and a bad first
+    record.  Raises ``OSError`` if the file cannot be read.
+    """
+    expected = 1
+    prev = GENESIS_HASH
+
+    def bad(problem: str) -> VerifyResult:
+        return VerifyResult(False, expected - 1, expected, problem)
+
+    with open(path, "rb") as f:
+        offset = 0
+        while line := f.readline(MAX_LINE_BYTES + 1):
+            where = f"line {expected} (offset {offset})"
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_LINE_BYTES:
+                    return bad(f"{where}: line longer than {MAX_LINE_BYTES} bytes")
+                return bad(f"{where}: torn last line (no trailing newline)")
+            try:
+                rec = _parse_json_line(line)
+            except ValueError:
+                return bad(f"{where}: not valid JSON (torn or corrupted line)")
+            problem = _check_record(rec)
+            if problem is not None and not problem.startswith("hash mismatch"):
+                return bad(f"{where}: {problem}")
+            seq = rec["seq"]
+            if seq != expected:
+                if expected == 1:
+                    return bad(f"{where}: first record has seq {seq} (expected 1; records removed?)")
+                if seq > expected:
+                    return bad(f"{where}: seq jumps from {expected - 1} to {seq} (records removed)")
+                return bad(f"{where}: seq {seq} after {expected - 1} (records reordered or inserted)")
+            if problem is not None:
+                return bad(f"{where}: seq {seq}: {problem}")
+            if rec["prev_hash"] != prev:
+                what = "first record's prev_hash is not zeros" if expected == 1 else (
+                    "prev_hash does not match the previous record's hash (record removed, inserted "
+                    "or reordered)"
+                )
+                return bad(f"{where}: seq {seq}: {what}")
+            if _canonical(rec).encode("utf-8") + b"\n" != line:
+                return bad(f"{where}: seq {seq}: bytes are not in canonical form (record edited)")
+            prev = rec["hash"]
+            expected += 1
+    return VerifyResult(True, expected - 1, None, "")
+
+
+def iter_records(
+    path: Path,
+    *,
+    follow: bool = False,
+    poll_interval: float = 0.2,
+    stop: threading.Event | None = None,
+    last: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the log's records in order (parsed, not verified).
+
+    ``last=n`` starts with the last n records (found by seeking from the end).  With ``follow`` it
+    then waits for new records (like ``tail -F``: survives truncation of a torn tail and the file
+    being replaced) until ``stop`` is set.  Without ``follow`` an incomplete last line is skipped.
+    Raises :class:`AuditLogCorrupt` on a complete line that is not JSON.
+    """
+    path = Path(path)
+    f = open(path, "rb")  # noqa: SIM115 - closed in finally; reopened on replacement
+    try:
+        if last is not None:
+            fd = f.fileno()
+            f.seek(_start_of_last_lines(fd, _complete_end(fd, os.fstat(fd).st_size), last))
+        ident = _ident(os.fstat(f.fileno()))
+        pending = b""
+        while True:
+            if stop is not None and stop.is_set():
+                return
+            chunk = f.readline(MAX_LINE_BYTES + 1)
+            if chunk:
+                pending = pending + chunk if pending else chunk
+                if pending.endswith(b"\n"):
+                    line, pending = pending, b""
+                    try:
+                        rec = _parse_json_line(line)
+                    except ValueError:
+                        raise AuditLogCorrupt(
+                            f"{path}: line at offset {f.tell() - len(line)} is not valid JSON"
+                        ) from None
+                    if not isinstance(rec, dict):
+                        raise AuditLogCorrupt(f"{path}: line at offset {f.tell() - len(line)} is not a record")
+                    yield rec
+                elif len(pending) > MAX_LINE_BYTES:
+                    raise AuditLogCorrupt(f"{path}: line longer than {MAX_LINE_BYTES} bytes")
+                continue
+            if not follow:
+                return
+            # At EOF: has the file been replaced, or truncated (torn tail removed on reopen)?
+            try:
+                current = _ident(os.stat(path))
+            except FileNotFoundError:
+                current = ident
+            if current != ident:
+                f.close()
+                f = open(path, "rb")  # noqa: SIM115
+                ident, pending = _ident(os.fstat(f.fileno())), b""
+                continue
+            pos = f.tell()
+            size = os.fstat(f.fileno()).st_size
+            if size < pos:
+                f.seek(min(size, pos - len(pending)))
+                pending = b""
+                continue
+            if stop is not None:
+                stop.wait(poll_interval)
+            else:
+                time.sleep(poll_interval)
+    finally:
+        f.close()
+
+
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
+def tail(path: Path, n: int = 20) -> list[dict[str, Any]]:
+    """The last ``n`` complete records of the log, read by seeking from the end."""
+    return list(iter_records(path, last=n))
+
+
+def _clean(value: Any) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    # Never let a logged value drive the terminal (ANSI escapes, newlines, ...).
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def format_record(rec: Mapping[str, Any]) -> str:
+    """One human-readable line: time, seq, verdict, code, namespace, operation, path, entity, id."""
+    d = rec.get("decision")
+    d = d if isinstance(d, Mapping) else {}
+    allowed = d.get("allowed")
+    verdict = "ALLOWED" if allowed is True else "REFUSED" if allowed is False else "?"
+    ns = d.get("namespace")
+    parts = [
+        _clean(rec.get("time")),
+        f"#{_clean(rec.get('seq'))}",
+        verdict,
+        _clean(d.get("code")),
+        f"ns={'(root)' if ns == '' else _clean(ns)}",
+        _clean(d.get("operation")),
+        _clean(d.get("path")),
+        f"entity={_clean(d.get('entity_id'))}",
+    ]
+    actor = d.get("actor_entity_id")
+    if actor:
+        parts.append(f"actor={_clean(actor)}")
+    parts.append(f"decision={_clean(d.get('decision_id'))}")
+    return " ".join(parts)

@@ -1,0 +1,648 @@
+"""Tests for the file audit log (real files, real threads, real processes, real I/O errors)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from agentceiling.store.audit_log import (
+    GENESIS_HASH,
+    AuditLog,
+    AuditLogCorrupt,
+    AuditLogLocked,
+    AuditReceipt,
+    AuditUnavailable,
+    format_record,
+    iter_records,
+    tail,
+    verify,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+def decision(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "decision_id": f"dec-{i}",
+        "code": "OK" if i % 3 else "PERMISSION_DENIED",
+        "allowed": bool(i % 3),
+        "namespace": "team-a/",
+        "path": f"secret/data/app/{i}",
+        "operation": "read",
+        "entity_id": "ent-1",
+        "actor_entity_id": "ent-agent",
+        "registration_id": "reg-1",
+        "policies": ["default", "agents"],
+        "token_sha256": hashlib.sha256(f"tok{i}".encode()).hexdigest(),
+        "metadata": {
+            "jwt_unique_id": f"jti-{i}",
+            "jwt_issuer": "https://idp.example.com",
+            "jwt_audience_claim": ["vault"],
+            "jwt_authorization_details": [{"type": "vault_secret", "paths": ["secret/data/app/*"]}],
+            "jwt_transaction_claim": "txn-1",
+            "actor_entity_id": "ent-agent",
+            "actor_entity_name": "billing-agent",
+        },
+    }
+    d.update(overrides)
+    return d
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def make_log(path: Path, n: int) -> list[AuditReceipt]:
+    with AuditLog.open(path) as alog:
+        return [alog.append(decision(i)) for i in range(n)]
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return list(iter_records(path))
+
+
+def run_threads(n: int, target: Any) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), "thread hung"
+
+
+# --------------------------------------------------------------------------------------------------
+# Format, durability, permissions
+# --------------------------------------------------------------------------------------------------
+
+
+def test_record_format_is_canonical_and_chained(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    receipts = make_log(path, 3)
+    raw = lines(path)
+    assert len(raw) == 3
+    prev = GENESIS_HASH
+    for i, line in enumerate(raw):
+        rec = json.loads(line)
+        assert set(rec) == {"decision", "hash", "prev_hash", "seq", "time"}
+        assert line == (canonical(rec) + "\n").encode()  # independent oracle for the format
+        assert rec["seq"] == i + 1
+        assert TIME_RE.fullmatch(rec["time"])
+        assert rec["prev_hash"] == prev
+        body = {k: v for k, v in rec.items() if k != "hash"}
+        assert rec["hash"] == hashlib.sha256(canonical(body).encode()).hexdigest()
+        assert rec["decision"] == decision(i)
+        assert receipts[i] == AuditReceipt(rec["seq"], rec["hash"])
+        prev = rec["hash"]
+
+
+def test_reopen_continues_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    first = make_log(path, 3)
+    with AuditLog.open(path) as alog:
+        assert alog.recovered_torn_bytes == 0
+        assert (alog.last_seq, alog.last_hash) == (3, first[-1].hash)
+        r4 = alog.append(decision(4))
+    assert r4.seq == 4
+    assert records(path)[3]["prev_hash"] == first[-1].hash
+    assert verify(path).ok and verify(path).records == 4
+
+
+def test_permissions_and_lock_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "audit" / "audit.log"
+    with AuditLog.open(path) as alog:
+        alog.append(decision())
+        assert (tmp_path / "data" / "audit" / "audit.log.lock").read_text().strip() == str(os.getpid())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.with_name("audit.log.lock").stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+    path.chmod(0o644)
+    AuditLog.open(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------------------------------
+# Concurrency / group commit / close
+# --------------------------------------------------------------------------------------------------
+
+
+def test_concurrent_appends_are_contiguous_and_group_committed(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    n_threads, per_thread = 32, 200
+    got: list[list[AuditReceipt]] = [[] for _ in range(n_threads)]
+    barrier = threading.Barrier(n_threads)
+    with AuditLog.open(path) as alog:
+
+        def worker(t: int) -> None:
+            barrier.wait()
+            for i in range(per_thread):
+                got[t].append(alog.append(decision(t * per_thread + i)))
+
+        run_threads(n_threads, worker)
+        stats = alog.stats
+    receipts = [r for rs in got for r in rs]
+    total = n_threads * per_thread
+    assert len(set(receipts)) == total
+    assert sorted(r.seq for r in receipts) == list(range(1, total + 1))
+    for rs in got:  # each thread's own appends are ordered
+        assert [r.seq for r in rs] == sorted(r.seq for r in rs)
+    by_seq = {rec["seq"]: rec for rec in records(path)}
+    assert all(by_seq[r.seq]["hash"] == r.hash for r in receipts)
+    assert sorted(rec["decision"]["decision_id"] for rec in by_seq.values()) == sorted(
+        f"dec-{i}" for i in range(total)
+    )
+    assert verify(path) == verify(path).__class__(True, total, None, "")
+    assert stats["records"] == total
+    assert stats["batches"] < total / 4, stats  # group commit actually grouped
+
+
+def test_submit_futures_and_close_drains(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    alog = AuditLog.open(path)
+    futures: list[Future[AuditReceipt]] = [alog.submit(decision(i)) for i in range(300)]
+    alog.close()
+    assert [f.result(0).seq for f in futures] == list(range(1, 301))
+    alog.close()  # idempotent
+    with pytest.raises(AuditUnavailable) as exc:
+        alog.append(decision())
+    assert exc.value.code == "UNAVAILABLE"
+    assert verify(path).records == 300
+
+
+def test_context_manager_and_no_fsync_mode(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path, fsync=False, max_batch=7, max_delay=0) as alog:
+        futures = [alog.submit(decision(i)) for i in range(50)]
+        assert [f.result(10).seq for f in futures] == list(range(1, 51))
+    assert alog.closed
+    assert verify(path).ok
+
+
+# --------------------------------------------------------------------------------------------------
+# Torn tail recovery
+# --------------------------------------------------------------------------------------------------
+
+
+def test_torn_last_line_is_truncated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    receipts = make_log(path, 5)
+    good = path.read_bytes()
+    partial = lines(path)[2][:57]  # a crash in the middle of writing record 6
+    with path.open("ab") as f:
+        f.write(partial)
+    assert not verify(path).ok
+    with AuditLog.open(path) as alog:
+        assert alog.recovered_torn_bytes == len(partial)
+        assert path.read_bytes() == good
+        assert (alog.last_seq, alog.last_hash) == (5, receipts[-1].hash)
+        assert alog.append(decision(6)).seq == 6
+    assert verify(path).ok and verify(path).records == 6
+
+
+def test_unparsable_newline_terminated_last_line_is_torn(tmp_path: Path) -> None:
+    # e.g. the data blocks of an extended file read back as zeros after a power loss
+    path = tmp_path / "audit.log"
+    make_log(path, 2)
+    garbage = b"\x00" * 300 + b"\n" + b"\x00" * 100
+    with path.open("ab") as f:
+        f.write(garbage)
+    with AuditLog.open(path) as alog:
+        assert alog.recovered_torn_bytes == len(garbage)
+        assert alog.append(decision()).seq == 3
+    assert verify(path).ok
+
+
+def test_torn_only_line_recovers_to_empty(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_bytes(b'{"decision":{"allo')
+    with AuditLog.open(path) as alog:
+        assert alog.recovered_torn_bytes == 18
+        assert alog.append(decision()).seq == 1
+    assert records(path)[0]["prev_hash"] == GENESIS_HASH
+
+
+def test_corrupt_last_record_refuses_to_open_and_leaves_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 3)
+    raw = lines(path)
+    raw[-1] = raw[-1].replace(b'"read"', b'"write"')  # edited, still valid JSON
+    path.write_bytes(b"".join(raw))
+    before = path.read_bytes()
+    with pytest.raises(AuditLogCorrupt, match="hash mismatch"):
+        AuditLog.open(path)
+    assert path.read_bytes() == before
+    AuditLog.open(tmp_path / "other.log").close()  # the lock was released despite the error
+    with pytest.raises(AuditLogCorrupt):
+        AuditLog.open(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# verify()
+# --------------------------------------------------------------------------------------------------
+
+
+def _tamper(tmp_path: Path, edit: Any) -> tuple[bool, int | None, int, str]:
+    path = tmp_path / "audit.log"
+    if not path.exists():
+        make_log(path, 10)
+    raw = lines(path)
+    out = tmp_path / "tampered.log"
+    out.write_bytes(b"".join(edit(list(raw))))
+    res = verify(out)
+    return res.ok, res.first_bad_seq, res.records, res.problem
+
+
+def _rehash(line: bytes, **changes: Any) -> bytes:
+    rec = json.loads(line)
+    rec.update(changes)
+    rec.pop("hash")
+    rec["hash"] = hashlib.sha256(canonical(rec).encode()).hexdigest()
+    return (canonical(rec) + "\n").encode()
+
+
+def test_verify_ok_and_empty(tmp_path: Path) -> None:
+    assert _tamper(tmp_path, lambda r: r) == (True, None, 10, "")
+    (tmp_path / "empty.log").write_bytes(b"")
+    assert verify(tmp_path / "empty.log").ok
+
+
+def test_verify_detects_edit(tmp_path: Path) -> None:
+    def edit(r: list[bytes]) -> list[bytes]:
+        r[4] = r[4].replace(b'"allowed":true', b'"allowed":false')
+        assert r[4] != lines(tmp_path / "audit.log")[4]
+        return r
+
+    ok, bad, good, problem = _tamper(tmp_path, edit)
+    assert (ok, bad, good) == (False, 5, 4) and "hash mismatch" in problem
+
+    # an editor who also recomputes the edited record's hash breaks the next link
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:4], _rehash(r[4], allowed=True), *r[5:]])
+    assert (ok, bad) == (False, 6) and "prev_hash" in problem
+
+    # reformatting without changing content is an edit of the bytes
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:2], r[2].replace(b'"seq":', b'"seq": '), *r[3:]])
+    assert (ok, bad) == (False, 3) and "canonical" in problem
+
+
+def test_verify_detects_removal(tmp_path: Path) -> None:
+    ok, bad, good, problem = _tamper(tmp_path, lambda r: r[:4] + r[5:])
+    assert (ok, bad, good) == (False, 5, 4) and "removed" in problem
+    ok, bad, good, problem = _tamper(tmp_path, lambda r: r[1:])
+    assert (ok, bad, good) == (False, 1, 0) and "first record" in problem
+    # removal hidden by renumbering: the renumbered records' hashes no longer match
+    ok, bad, _, _ = _tamper(tmp_path, lambda r: [*r[:4], *(_rehash(x, seq=i + 5) for i, x in enumerate(r[5:]))])
+    assert (ok, bad) == (False, 5)
+    # Dropping records from the *end* leaves a valid, shorter chain: only an external anchor
+    # (a kept receipt) can show it.
+    assert _tamper(tmp_path, lambda r: r[:7])[:3] == (True, None, 7)
+
+
+def test_verify_detects_reorder_and_insertion(tmp_path: Path) -> None:
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:3], r[4], r[3], *r[5:]])
+    assert (ok, bad) == (False, 4) and "seq jumps" in problem
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:3], r[2], *r[3:]])  # duplicated
+    assert (ok, bad) == (False, 4) and "reordered or inserted" in problem
+    # a forged record with a correct hash and link, inserted before the real seq 4
+    forged = _rehash(lines(tmp_path / "audit.log")[3], decision=decision(99, allowed=True))
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:3], forged, *r[3:]])
+    assert (ok, bad) == (False, 5) and "reordered or inserted" in problem
+
+
+def test_verify_detects_torn_lines_and_bad_first_record(tmp_path: Path) -> None:
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:5], r[5][:40] + b"\n", *r[6:]])
+    assert (ok, bad) == (False, 6) and "not valid JSON" in problem
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [*r[:9], r[9][:-20]])
+    assert (ok, bad) == (False, 10) and "torn" in problem
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [_rehash(r[0], prev_hash="ab" * 32), *r[1:]])
+    assert (ok, bad) == (False, 1) and "zeros" in problem
+    ok, bad, _, problem = _tamper(tmp_path, lambda r: [b'{"seq":1}\n', *r[1:]])
+    assert (ok, bad) == (False, 1) and "missing" in problem
+
+
+# --------------------------------------------------------------------------------------------------
+# Failures: real I/O errors -> AuditUnavailable for every waiter, no hang
+# --------------------------------------------------------------------------------------------------
+
+
+def test_dev_full_makes_every_append_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.symlink_to("/dev/full")  # every write fails with ENOSPC
+    alog = AuditLog.open(path)
+    errors: list[BaseException | None] = [None] * 32
+    barrier = threading.Barrier(32)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            alog.append(decision(i))
+        except BaseException as exc:
+            errors[i] = exc
+
+    run_threads(32, worker)
+    assert all(isinstance(e, AuditUnavailable) for e in errors), errors
+    assert "No space left on device" in str(errors[0])
+    assert alog.failed and alog.last_seq == 0
+    with pytest.raises(AuditUnavailable):
+        alog.append(decision())
+    fut = alog.submit(decision())
+    assert isinstance(fut.exception(5), AuditUnavailable)
+    alog.close()
+    alog.close()
+
+
+def test_write_failure_mid_stream_keeps_only_acknowledged_records(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    alog = AuditLog.open(path)
+    acked = [alog.append(decision(i)) for i in range(10)]
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, alog._fd)  # the disk "fills up" underneath the open log
+    finally:
+        os.close(full)
+    futures = [alog.submit(decision(i)) for i in range(100)]
+    for f in futures:
+        assert isinstance(f.exception(10), AuditUnavailable)
+    with pytest.raises(AuditUnavailable) as exc:
+        alog.append(decision())
+    assert exc.value.code == "UNAVAILABLE"
+    alog.close()
+    assert verify(path).records == 10 and verify(path).ok
+    assert [r["hash"] for r in records(path)] == [r.hash for r in acked]
+    with AuditLog.open(path) as again:
+        assert again.append(decision()).seq == 11
+
+
+def test_deleted_log_file_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        alog.append(decision())
+        path.unlink()
+        with pytest.raises(AuditUnavailable, match="deleted"):
+            alog.append(decision())
+        assert alog.failed
+
+
+# --------------------------------------------------------------------------------------------------
+# Payload checks
+# --------------------------------------------------------------------------------------------------
+
+TOKEN = jwt.encode({"sub": "agent", "jti": "x"}, "k" * 32, algorithm="HS256")
+UNSECURED = ".".join(  # alg "none": empty signature part
+    [base64.urlsafe_b64encode(p).rstrip(b"=").decode() for p in (b'{"alg":"none"}', b'{"sub":"agent"}')] + [""]
+)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        decision(token=TOKEN),
+        decision(metadata={"jwt_unique_id": "a", "nested": [{"x": f"Bearer {TOKEN}"}]}),
+        decision(policies=["default", UNSECURED]),
+        decision(metadata={TOKEN: "as a key"}),
+    ],
+    ids=["top", "nested-bearer", "unsecured-in-list", "key"],
+)
+def test_refuses_raw_tokens(tmp_path: Path, payload: dict[str, Any]) -> None:
+    with AuditLog.open(tmp_path / "audit.log") as alog:
+        with pytest.raises(ValueError, match="JWT") as exc:
+            alog.append(payload)
+        assert TOKEN not in str(exc.value) and UNSECURED not in str(exc.value)
+        assert alog.last_seq == 0
+        ok = decision(path="eyJ/monkeyJar.v1.2", metadata={"x": "a.b.c", "y": "eyJhbGciOiJIUzI1NiJ9"})
+        assert alog.append(ok).seq == 1
+
+
+def test_rejects_non_json_payloads(tmp_path: Path) -> None:
+    with AuditLog.open(tmp_path / "audit.log") as alog:
+        with pytest.raises(TypeError):
+            alog.append(decision(metadata={1: "int key"}))
+        with pytest.raises(ValueError):
+            alog.append(decision(score=float("nan")))
+        with pytest.raises(TypeError):
+            alog.append(decision(when=object()))
+        with pytest.raises(TypeError):
+            alog.append(["not", "a", "dict"])  # type: ignore[arg-type]
+        assert alog.append(decision()).seq == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Locking (a second process)
+# --------------------------------------------------------------------------------------------------
+
+OPEN_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from agentceiling.store.audit_log import AuditLog, AuditLogLocked
+    try:
+        AuditLog.open(Path(sys.argv[1])).close()
+    except AuditLogLocked as exc:
+        print(exc)
+        sys.exit(3)
+    """
+)
+
+
+def test_second_process_cannot_open(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path):
+        child = subprocess.run([sys.executable, "-c", OPEN_CHILD, str(path)], capture_output=True, text=True,
+                               timeout=30)
+        assert child.returncode == 3, child.stderr
+        assert child.stdout.strip() == f"audit log {path} is in use by another process (pid {os.getpid()})"
+        with pytest.raises(AuditLogLocked, match="already open in this process"):
+            AuditLog.open(path)
+    child = subprocess.run([sys.executable, "-c", OPEN_CHILD, str(path)], capture_output=True, text=True,
+                           timeout=30)
+    assert child.returncode == 0, child.stdout + child.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Crash: SIGKILL a writer process mid-burst; every acknowledged record must survive
+# --------------------------------------------------------------------------------------------------
+
+WRITER_CHILD = textwrap.dedent(
+    """
+    import sys, threading
+    from pathlib import Path
+    from agentceiling.store.audit_log import AuditLog
+    alog = AuditLog.open(Path(sys.argv[1]))
+    out = threading.Lock()
+    def work(t):
+        i = 0
+        while True:
+            r = alog.append({"decision_id": f"{t}-{i}", "code": "OK", "allowed": True, "path": "p" * 300})
+            with out:
+                sys.stdout.write(f"{r.seq} {r.hash}\\n")
+                sys.stdout.flush()
+            i += 1
+    for t in range(16):
+        threading.Thread(target=work, args=(t,), daemon=True).start()
+    threading.Event().wait()
+    """
+)
+
+
+def test_sigkill_mid_burst_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 5)  # the child continues an existing chain
+    child = subprocess.Popen([sys.executable, "-c", WRITER_CHILD, str(path)], stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    out: list[bytes] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(out) < 1500 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        rest, _ = child.communicate(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    out += rest.splitlines(keepends=True)
+    acked = dict(
+        (int(seq), h) for seq, h in (ln.decode().split() for ln in out if ln.endswith(b"\n"))
+    )
+    assert len(acked) >= 1000
+    with AuditLog.open(path) as alog:  # the dead child's lock is gone; tail recovery runs
+        assert alog.recovered_torn_bytes >= 0
+        last = alog.last_seq
+    assert last >= max(acked)
+    result = verify(path)
+    assert result.ok and result.records == last, result
+    on_disk = {rec["seq"]: rec["hash"] for rec in records(path)}
+    missing = {seq: h for seq, h in acked.items() if on_disk.get(seq) != h}
+    assert not missing
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading: tail, follow, format
+# --------------------------------------------------------------------------------------------------
+
+
+def test_tail_seeks_from_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.touch()
+    assert tail(path) == []
+    make_log(path, 10)
+    assert [r["seq"] for r in tail(path, 3)] == [8, 9, 10]
+    assert [r["seq"] for r in tail(path, 50)] == list(range(1, 11))
+    assert tail(path, 0) == []
+    with path.open("ab") as f:
+        f.write(b'{"decision":')  # an incomplete line is not a record yet
+    assert [r["seq"] for r in tail(path, 2)] == [9, 10]
+
+
+def test_tail_with_records_larger_than_the_read_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        for i in range(6):
+            alog.append(decision(i, path="x" * (50_000 * (i % 3 + 1))))
+    assert [r["seq"] for r in tail(path, 4)] == [3, 4, 5, 6]
+    assert len(lines(path)[0]) < 64 * 1024 < len(lines(path)[1])
+
+
+def _follow(path: Path, stop: threading.Event, **kw: Any) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    seen: list[dict[str, Any]] = []
+
+    def run() -> None:
+        seen.extend(iter_records(path, follow=True, poll_interval=0.01, stop=stop, **kw))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, seen
+
+
+def _wait_for(cond: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_follow_sees_new_records_and_stops(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 4)
+    stop = threading.Event()
+    follower, seen = _follow(path, stop, last=2)
+    with AuditLog.open(path) as alog:
+        for i in range(5):
+            alog.append(decision(i))
+        _wait_for(lambda: len(seen) >= 7)
+    stop.set()
+    follower.join(5)
+    assert not follower.is_alive()
+    assert [r["seq"] for r in seen] == list(range(3, 10))
+
+
+def test_follow_waits_for_partial_lines_and_survives_torn_truncation(tmp_path: Path) -> None:
+    src = tmp_path / "src.log"
+    make_log(src, 3)
+    r1, r2, r3 = lines(src)
+    path = tmp_path / "audit.log"
+    path.write_bytes(r1 + r2[:30])
+    stop = threading.Event()
+    follower, seen = _follow(path, stop)
+    _wait_for(lambda: len(seen) == 1)
+    time.sleep(0.05)
+    assert len(seen) == 1  # the half-written record is not yielded
+    with path.open("r+b") as f:  # a crash + reopen truncates the torn line ...
+        f.truncate(len(r1))
+    time.sleep(0.05)
+    with path.open("ab") as f:  # ... and the writer continues
+        f.write(r2[:10])
+        f.flush()
+        time.sleep(0.05)
+        f.write(r2[10:] + r3)
+    _wait_for(lambda: len(seen) == 3)
+    stop.set()
+    follower.join(5)
+    assert [r["seq"] for r in seen] == [1, 2, 3]
+
+
+def test_format_record(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        alog.append(decision(1, path="secret/\x1b[31mred\nline"))
+        alog.append(decision(3, namespace=""))
+    first, second = (format_record(r) for r in records(path))
+    t = records(path)[0]["time"]
+    assert first.startswith(f"{t} #1 ALLOWED OK ns=team-a/ read secret/")
+    assert "entity=ent-1" in first and "actor=ent-agent" in first and first.endswith("decision=dec-1")
+    assert "\x1b" not in first and "\n" not in first and "\\x1b[31mred\\nline" in first
+    assert " REFUSED PERMISSION_DENIED ns=(root) " in second
+    assert format_record({}).startswith("- #- ?")
+
+
+def test_iter_records_rejects_garbage_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 2)
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    it = iter_records(path)
+    assert [next(it)["seq"], next(it)["seq"]] == [1, 2]
+    with pytest.raises(AuditLogCorrupt, match="not valid JSON"):
+        next(it)
