@@ -1,0 +1,152 @@
+"""Path patterns shared by ACL rules and RAR entries: syntax, classification, matching, priority.
+
+A pattern is one of
+
+* ``exact``   -- no ``*`` and no ``+`` segment: matches that one path;
+* ``prefix``  -- ends in ``*``, no ``+`` segment: matches every path starting with the text before
+  the ``*`` (``secret/zip-*`` matches ``secret/zip-zap/zong``);
+* ``segment`` -- has at least one ``+`` segment (optionally ending in ``*``): ``+`` matches exactly
+  one path segment (possibly empty), the final ``*`` is a prefix match on the last segment
+  followed by anything, exactly like Vault's ``segmentWildcardPaths``.
+
+Unlike Vault (which treats them literally) we reject ``*`` anywhere but at the end and ``+``
+anywhere but as a whole segment (``a/+b``, ``a/+*``), and a lone ``+`` is a wildcard segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from agentceiling.policy.templates import TemplateError, mask_templates
+
+PatternKind = Literal["exact", "prefix", "segment"]
+Priority = tuple[int, int, int, int, str]
+
+#: automaton items for the ceiling containment check
+PLUS = -1
+ANY = -2
+DEAD = -1
+Item = str | int
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Describe what is wrong with ``pattern`` (templates allowed), ``None`` when it is valid."""
+    if pattern == "":
+        return "empty path"
+    try:
+        masked = mask_templates(pattern)
+    except TemplateError as exc:
+        return str(exc)
+    star = masked.find("*")
+    if star != -1 and star != len(masked) - 1:
+        return f"'*' is only allowed as the last character of a path (found at offset {star})"
+    glob = masked.endswith("*")
+    body = masked[:-1] if glob else masked
+    segments = body.split("/")
+    for index, seg in enumerate(segments):
+        if "+" in seg and seg != "+":
+            return "'+' must be a whole path segment"
+        if seg == "+" and glob and index == len(segments) - 1:
+            return "'+' must be a whole path segment ('+*' is not allowed; use '+/*')"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPattern:
+    pattern: str
+    kind: PatternKind
+    wc_path: str  #: pattern without the trailing ``*``
+    parts: tuple[str, ...]  #: ``wc_path`` split on ``/`` (segment patterns)
+    is_prefix: bool
+    wildcards: int
+    priority: Priority  #: higher wins (only meaningful for prefix/segment patterns)
+    items: tuple[Item, ...]  #: deterministic automaton, see :mod:`agentceiling.policy.ceiling`
+
+    def matches(self, path: str, path_parts: Sequence[str] | None = None) -> bool:
+        if self.kind == "exact":
+            return path == self.pattern
+        if self.kind == "prefix":
+            return path.startswith(self.wc_path)
+        pp = path.split("/") if path_parts is None else path_parts
+        parts = self.parts
+        n = len(parts)
+        if len(pp) < n or (not self.is_prefix and len(pp) != n):
+            return False
+        last = n - 1
+        for i, part in enumerate(parts):
+            seg = pp[i]
+            if part == "+" or part == seg:
+                continue
+            if self.is_prefix and i == last and seg.startswith(part):
+                continue
+            return False
+        return True
+
+
+@lru_cache(maxsize=8192)
+def compile_pattern(pattern: str) -> CompiledPattern:
+    """Compile a syntactically valid (see :func:`pattern_problem`), rendered pattern."""
+    is_glob = pattern.endswith("*")
+    wc_path = pattern[:-1] if is_glob else pattern
+    parts = tuple(wc_path.split("/"))
+    wildcards = sum(1 for p in parts if p == "+")
+    items: list[Item]
+    if wildcards:
+        kind: PatternKind = "segment"
+        first = pattern.index("+")
+        items = []
+        for index, part in enumerate(parts):
+            if index:
+                items.append("/")
+            if part == "+":
+                items.append(PLUS)
+            else:
+                items.extend(part)
+        if is_glob:
+            items.append(ANY)
+    elif is_glob:
+        kind = "prefix"
+        first = len(wc_path)
+        items = [*wc_path, ANY]
+    else:
+        kind = "exact"
+        first = len(pattern)
+        items = list(pattern)
+    priority: Priority = (first, 0 if is_glob else 1, -wildcards, len(wc_path), wc_path)
+    return CompiledPattern(
+        pattern=pattern,
+        kind=kind,
+        wc_path=wc_path,
+        parts=parts,
+        is_prefix=is_glob,
+        wildcards=wildcards,
+        priority=priority,
+        items=tuple(items),
+    )
+
+
+def step(items: tuple[Item, ...], state: int, char: str) -> int:
+    """Advance the automaton of a pattern by one character (``DEAD`` when it cannot match)."""
+    if state >= len(items):
+        return DEAD
+    item = items[state]
+    if item == ANY:
+        return state
+    if item == PLUS:
+        if char != "/":
+            return state
+        if state + 1 < len(items) and items[state + 1] == "/":
+            return state + 2
+        return DEAD
+    return state + 1 if item == char else DEAD
+
+
+def accepts(items: tuple[Item, ...], state: int) -> bool:
+    n = len(items)
+    if state == n:
+        return True
+    item = items[state]
+    return item == ANY or (item == PLUS and state == n - 1)

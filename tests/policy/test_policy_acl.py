@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentceiling.policy import ACL, AliasInfo, GroupInfo, TemplateContext, parse_policy
+
+
+def acl(*texts: str, ctx: TemplateContext | None = None) -> ACL:
+    return ACL.build([parse_policy(t, f"p{i}") for i, t in enumerate(texts)], ctx)
+
+
+def rule(pattern: str, *caps: str, extra: str = "") -> str:
+    quoted = ", ".join(f'"{c}"' for c in caps)
+    return f'path "{pattern}" {{\n  capabilities = [{quoted}]\n{extra}}}\n'
+
+
+# ------------------------------------------------------------------ Vault's documented examples
+
+
+def test_glob_examples_from_vault_docs() -> None:
+    a = acl(rule("secret/zip-*", "read") + rule("secret/bar/*", "read") + rule("secret/+/teamb", "read"))
+    assert a.check("secret/zip-zap", "read").allowed
+    assert a.check("secret/zip-zap/zong", "read").allowed
+    assert a.check("secret/zip-", "read").allowed
+    assert not a.check("secret/zip", "read").allowed
+    assert a.check("secret/bar/zip", "read").allowed
+    assert not a.check("secret/bars/zip", "read").allowed
+    assert a.check("secret/foo/teamb", "read").allowed
+    assert a.check("secret/bar/teamb", "read").allowed
+    assert not a.check("secret/foo/bar/teamb", "read").allowed
+    assert not a.check("secret/foo/teamb/x", "read").allowed
+
+
+def test_exact_rule_beats_any_glob() -> None:
+    a = acl(rule("secret/*", "read", "update") + rule("secret/special", "read"))
+    assert not a.check("secret/special", "update").allowed
+    assert a.check("secret/other", "update").allowed
+
+
+def test_priority_rule_1_first_wildcard_position() -> None:
+    # secret/+/x/* : first '+' at 7; secret/a/+/* : first '+' at 9 -> higher priority
+    a = acl(rule("secret/+/x/*", "read") + rule("secret/a/+/*", "update"))
+    r = a.check("secret/a/x/y", "read")
+    assert not r.allowed and r.matched_pattern == "secret/a/+/*"
+    # a longer literal prefix wins over an earlier '+'
+    a = acl(rule("secret/+/*", "read") + rule("secret/a*", "update"))
+    assert a.check("secret/ab/c", "update").allowed  # '*' at 8 beats '+' at 7
+    assert not a.check("secret/ab/c", "read").allowed
+
+
+def test_priority_rule_2_glob_end_loses() -> None:
+    a = acl(rule("secret/+/x*", "read") + rule("secret/+/x", "update"))
+    assert a.check("secret/a/x", "update").allowed
+    assert not a.check("secret/a/x", "read").allowed
+    assert a.check("secret/a/xy", "read").allowed
+
+
+def test_priority_rule_3_more_plus_loses() -> None:
+    a = acl(rule("a/+/+/+", "read") + rule("a/+/b/+", "update"))
+    assert a.check("a/x/b/y", "update").allowed
+    assert not a.check("a/x/b/y", "read").allowed
+
+
+def test_priority_rule_4_shorter_loses() -> None:
+    a = acl(rule("secret/+/b*", "read") + rule("secret/+/bc*", "update"))
+    assert a.check("secret/a/bcd", "update").allowed
+    assert not a.check("secret/a/bcd", "read").allowed
+    assert a.check("secret/a/bd", "read").allowed
+
+
+def test_priority_rule_5_lexicographically_smaller_loses() -> None:
+    # same first '+' (2), no glob, two '+' each, same length: "k/+/a/+" > "k/+/+/b"
+    a = acl(rule("k/+/a/+", "read") + rule("k/+/+/b", "update"))
+    r = a.check("k/x/a/b", "read")
+    assert r.allowed and r.matched_pattern == "k/+/a/+"
+
+
+def test_longest_prefix_wins_among_prefixes() -> None:
+    a = acl(rule("secret/*", "read") + rule("secret/team/*", "deny"))
+    assert a.check("secret/x", "read").allowed
+    r = a.check("secret/team/x", "read")
+    assert not r.allowed and r.code == "EXPLICIT_DENY" and r.denying_policies == ("p0",)
+
+
+def test_leading_slashes_are_ignored() -> None:
+    a = acl(rule("secret/x", "read"))
+    assert a.check("//secret/x", "read").allowed
+
+
+def test_no_rule_is_default_deny() -> None:
+    r = acl(rule("a", "read")).check("b", "read")
+    assert not r.allowed and r.code == "NO_MATCHING_RULE"
+
+
+# ------------------------------------------------------------------ merge across policies
+
+
+def test_union_across_policies_with_granting_policies() -> None:
+    a = acl(rule("secret/*", "read"), rule("secret/*", "update"), rule("secret/*", "read"))
+    r = a.check("secret/x", "read")
+    assert r.allowed and r.granting_policies == ("p0", "p2")
+    assert a.check("secret/x", "update").granting_policies == ("p1",)
+    assert not a.check("secret/x", "delete").allowed
+
+
+def test_deny_anywhere_wins_even_over_sudo() -> None:
+    a = acl(rule("sys/x", "read", "sudo"), rule("sys/x", "deny"), rule("sys/x", "update"))
+    for op in ("read", "sudo", "update", "list"):
+        r = a.check("sys/x", op)
+        assert not r.allowed and r.code == "EXPLICIT_DENY"
+    assert a.check("sys/x", "read").denying_policies == ("p1",)
+    assert a.capabilities("sys/x") == ("deny",)
+
+
+def test_sudo_operation_and_require_sudo() -> None:
+    a = acl(rule("sys/a", "read", "sudo") + rule("sys/b", "read"))
+    assert a.check("sys/a", "sudo").allowed
+    assert not a.check("sys/b", "sudo").allowed
+    assert a.check("sys/a", "read", require_sudo=True).allowed
+    r = a.check("sys/b", "read", require_sudo=True)
+    assert not r.allowed and r.code == "SUDO_REQUIRED"
+
+
+def test_operation_mapping() -> None:
+    a = acl(rule("x", "update"))
+    for op in ("update", "revoke", "renew", "rollback"):
+        assert a.check("x", op).allowed
+    assert not a.check("x", "create").allowed
+    r = a.check("x", "help")
+    assert not r.allowed and r.code == "UNSUPPORTED_OPERATION"
+
+
+def test_list_tolerates_trailing_slash_on_exact_rule() -> None:
+    a = acl(rule("secret/metadata/app", "list"))
+    assert a.check("secret/metadata/app/", "list").allowed
+    assert not a.check("secret/metadata/app/", "read").allowed
+
+
+def test_list_trailing_slash_considers_both_forms() -> None:
+    a = acl(rule("kv1/+", "list"))
+    assert a.check("kv1/private/", "list").allowed  # via the slash-stripped form
+    # a more specific deny reachable only with the slash wins (Vault CVE fix)
+    a = acl(rule("kv1/+", "list") + rule("kv1/private/*", "deny"))
+    assert not a.check("kv1/private/", "list").allowed
+    # a more specific rule without list does not hide a broader list grant
+    a = acl(rule("kv1/*", "list") + rule("kv1/+/", "read"))
+    assert a.check("kv1/private/", "list").allowed
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def params_acl() -> ACL:
+    extra = """  allowed_parameters = {
+    "ttl" = ["1h", "2h"]
+    "name" = ["app-*", "*-svc", "*core*"]
+    "policies" = ["reader"]
+    "any" = []
+  }
+  denied_parameters = { "name" = ["app-admin"] }
+  required_parameters = ["ttl"]
+"""
+    return acl(rule("auth/token/create", "update", "list", extra=extra))
+
+
+@pytest.mark.parametrize(
+    ("data", "allowed"),
+    [
+        ({"ttl": "1h"}, True),
+        ({"ttl": "3h"}, False),
+        ({}, False),  # required missing
+        ({"ttl": "1h", "name": "app-x"}, True),
+        ({"ttl": "1h", "name": "x-svc"}, True),
+        ({"ttl": "1h", "name": "mycorething"}, True),
+        ({"ttl": "1h", "name": "app-admin"}, False),  # denied beats allowed
+        ({"ttl": "1h", "name": "other"}, False),
+        ({"ttl": "1h", "any": {"deep": 1}}, True),
+        ({"ttl": "1h", "unknown": "x"}, False),
+        ({"ttl": "1h", "policies": "READER"}, True),  # policies are lower-cased
+        ({"ttl": "1h", "name": ["app-a", "b-svc"]}, True),
+        ({"ttl": "1h", "name": ["app-a", "nope"]}, False),
+        ({"ttl": "1h", "name": "app-a,app-admin"}, False),  # comma list: any denied element denies
+        ({"ttl": "1h", "name": "app-a, b-svc"}, True),
+        ({"TTL": "1h"}, False),  # required is looked up lower-cased
+    ],
+)
+def test_parameter_constraints(data: dict[str, Any], allowed: bool) -> None:
+    r = params_acl().check("auth/token/create", "update", data)
+    assert r.allowed is allowed, r.reason
+    if not allowed:
+        assert r.code == "PARAMETER_REJECTED"
+
+
+def test_parameters_not_checked_for_list_and_delete() -> None:
+    assert params_acl().check("auth/token/create", "list", {"bad": 1}).allowed
+
+
+def test_star_keys() -> None:
+    a = acl(rule("a", "update", extra='  allowed_parameters = { "*" = [] }\n'))
+    assert a.check("a", "update", {"x": 1, "y": "z"}).allowed
+    a = acl(rule("a", "update", extra='  allowed_parameters = { "*" = [], "k" = ["v"] }\n'))
+    assert a.check("a", "update", {"x": 1}).allowed
+    assert not a.check("a", "update", {"k": "w"}).allowed
+    a = acl(rule("a", "update", extra='  denied_parameters = { "*" = [] }\n'))
+    assert a.check("a", "update").allowed
+    assert not a.check("a", "update", {"x": 1}).allowed
+
+
+def test_glob_value_edge_cases() -> None:
+    a = acl(rule("a", "update", extra='  allowed_parameters = { "k" = ["*", 3, true] }\n'))
+    assert a.check("a", "update", {"k": "*"}).allowed  # a lone '*' is literal
+    assert not a.check("a", "update", {"k": "x"}).allowed
+    assert a.check("a", "update", {"k": 3.0}).allowed
+    assert a.check("a", "update", {"k": True}).allowed
+    assert not a.check("a", "update", {"k": 1}).allowed  # 1 is not True
+
+
+def test_parameter_merge_across_policies() -> None:
+    a = acl(
+        rule("a", "update", extra='  allowed_parameters = { "k" = ["1"] }\n'),
+        rule("a", "update", extra='  allowed_parameters = { "k" = ["2"], "j" = [] }\n'),
+    )
+    assert a.check("a", "update", {"k": "1"}).allowed
+    assert a.check("a", "update", {"k": "2", "j": "anything"}).allowed
+    assert not a.check("a", "update", {"k": "3"}).allowed
+    # Vault merge: a policy with no parameter constraints does not lift another's
+    a = acl(rule("a", "update"), rule("a", "read", extra='  allowed_parameters = { "k" = [] }\n'))
+    assert not a.check("a", "update", {"z": 1}).allowed
+
+
+def test_wrapping_ttl() -> None:
+    a = acl(rule("w", "read", extra='  min_wrapping_ttl = "1m"\n  max_wrapping_ttl = "1h"\n'))
+    assert not a.check("w", "read").allowed
+    assert a.check("w", "read", wrap_ttl=600).allowed
+    assert not a.check("w", "read", wrap_ttl=30).allowed
+    assert not a.check("w", "read", wrap_ttl=7200).allowed
+
+
+# ------------------------------------------------------------------ templates
+
+
+CTX = TemplateContext(
+    entity_id="ent-1",
+    entity_name="alice",
+    metadata={"team": "blue", "wild": "a*", "empty": ""},
+    aliases={"auth_oidc_123": AliasInfo(id="al-1", name="alice@x", metadata={"dept": "ops"})},
+    groups=(GroupInfo(id="g-1", name="admins", metadata={"env": "prod"}),),
+)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("secret/{{identity.entity.id}}/*", "secret/ent-1/x"),
+        ("secret/{{ identity.entity.name }}", "secret/alice"),
+        ("secret/{{identity.entity.metadata.team}}/+", "secret/blue/x"),
+        ("secret/{{identity.entity.aliases.auth_oidc_123.name}}", "secret/alice@x"),
+        ("secret/{{identity.entity.aliases.auth_oidc_123.id}}", "secret/al-1"),
+        ("secret/{{identity.entity.aliases.auth_oidc_123.metadata.dept}}", "secret/ops"),
+        ("secret/{{identity.groups.ids.g-1.name}}", "secret/admins"),
+        ("secret/{{identity.groups.names.admins.metadata.env}}", "secret/prod"),
+    ],
+)
+def test_templates_render(pattern: str, path: str) -> None:
+    a = acl(rule(pattern, "read"), ctx=CTX)
+    assert a.check(path, "read").allowed
+    assert not a.check("secret/zzz/x", "read").allowed
+    assert not a.check("secret/zzz", "read").allowed
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "secret/{{identity.entity.metadata.missing}}",
+        "secret/{{identity.entity.metadata.empty}}*",  # empty value would widen the glob
+        "secret/{{identity.entity.metadata.wild}}",  # rendered '*' -> dropped
+        "secret/{{identity.entity.aliases.other_acc.name}}",
+        "secret/{{identity.entity.aliases.auth_oidc_123.custom_metadata.x}}",
+    ],
+)
+def test_unrenderable_templates_drop_the_rule(pattern: str) -> None:
+    a = acl(rule(pattern, "read") + rule("other", "read"), ctx=CTX)
+    assert [r.pattern for r in a.rules] == ["other"]
+    assert not a.check("secret/", "read").allowed
+    assert not a.check("secret/a*", "read").allowed
+
+
+def test_templates_without_context_are_dropped() -> None:
+    a = acl(rule("secret/{{identity.entity.id}}", "read"))
+    assert a.rules == ()
+
+
+def test_rendered_template_merges_with_literal_rule() -> None:
+    a = acl(rule("secret/{{identity.entity.id}}", "read"), rule("secret/ent-1", "deny"), ctx=CTX)
+    assert not a.check("secret/ent-1", "read").allowed
