@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agentceiling import __version__
+from agentceiling import __version__, authz_cli
 
 
 def _env(name: str, default: str = "") -> str:
@@ -67,12 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         tf_install.add_cli_arguments(sub)
     except ImportError:
         pass
-    try:
-        from agentceiling import authz_cli
-
-        authz_cli.add_cli_arguments(sub)
-    except ImportError:
-        pass
+    authz_cli.add_cli_arguments(sub)
     return parser
 
 
@@ -89,16 +84,9 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
-    factory = None
-    try:
-        from agentceiling.service.authz_bootstrap import build_authz
+    from agentceiling.service.authz_bootstrap import build_authz
 
-        factory = build_authz
-    except ImportError:
-        if args.role == "authz":
-            print("agentceiling: the authorization endpoint is not available in this build", file=sys.stderr)
-            return 2
-    server = Server(cfg, factory)
+    server = Server(cfg, build_authz)
     try:
         server.start()
     except ConfigError as exc:
@@ -150,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(args)

@@ -330,7 +330,10 @@ class Authorizer:
         ceiling_names = list(registration.ceiling_policies)
         ceiling = self._acl(namespace, ceiling_names, agent)
         for entry in entries or ():
-            result = entry_within_ceiling(entry, ceiling)
+            result = self.directory.memo(
+                ("within", namespace, tuple(ceiling_names), agent.id, json.dumps(_entry_json(entry), sort_keys=True)),
+                lambda entry=entry: entry_within_ceiling(entry, ceiling),  # type: ignore[misc]
+            )
             if not result.ok:
                 raise Refusal(
                     Code.CEILING_EXCEEDED,

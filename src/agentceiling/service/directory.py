@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from agentceiling.domain.models import Alias, Entity, PolicyDoc, Profile, Registration
 from agentceiling.store import repo
@@ -78,7 +78,7 @@ class Directory:
             if len(gen.memo) >= self.max_entries:
                 gen.memo.clear()
             gen.memo[key] = value
-        return value  # type: ignore[no-any-return]
+        return cast(V, value)
 
     # ---------------------------------------------------------------- lookups
 
