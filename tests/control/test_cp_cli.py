@@ -1,0 +1,101 @@
+"""The command line: `db upgrade` / `db current` print the schema revision, `serve --no-migrate`
+refuses an empty database cleanly, `status` talks to a running server. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cp_support import free_port, fresh_database_url, settle, start_server
+
+from agentceiling.store import migrate
+
+HEAD = migrate.head()
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "AGENTCEILING_DATA_DIR": "", "AGENTCEILING_DATABASE_URL": ""},
+        check=False,
+    )
+
+
+def db_args(data: Path, url: str) -> list[str]:
+    return ["--data-dir", str(data), "--database-url", url]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_db_upgrade_and_current_print_the_revision(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    assert HEAD
+    url = fresh_database_url(request, kind, tmp_path)
+    data = tmp_path / "data"
+    for _ in range(2):  # upgrading an up-to-date database is a no-op
+        up = cli("db", "upgrade", *db_args(data, url))
+        assert (up.returncode, up.stdout) == (0, f"{HEAD}\n"), up.stderr
+        assert "Traceback" not in up.stderr
+    cur = cli("db", "current", *db_args(data, url))
+    assert (cur.returncode, cur.stdout) == (0, f"{HEAD}\n"), cur.stderr
+
+
+def test_db_upgrade_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    up = cli("db", "upgrade", "--data-dir", str(data))
+    assert (up.returncode, up.stdout) == (0, f"{HEAD}\n"), up.stderr
+    assert (data / "agentceiling.db").is_file()
+    cur = cli("db", "current", "--data-dir", str(data))
+    assert (cur.returncode, cur.stdout) == (0, f"{HEAD}\n"), cur.stderr
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_serve_no_migrate_refuses_an_empty_database(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    url = fresh_database_url(request, kind, tmp_path)
+    data = tmp_path / "data"
+    listen = f"127.0.0.1:{free_port()}"
+    run = cli(
+        "serve", *db_args(data, url), "--listen", listen, "--authz-listen", f"127.0.0.1:{free_port()}", "--no-migrate"
+    )
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
+    [line] = [ln for ln in run.stderr.splitlines() if ln.startswith("agentceiling: ")]
+    assert f"not {HEAD}" in line and "run `agentceiling db upgrade` first" in line, line
+    assert not (data / "admin-token").exists()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_serve_no_migrate_after_upgrade_serves(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    url = fresh_database_url(request, kind, tmp_path)
+    data = tmp_path / "data"
+    assert cli("db", "upgrade", *db_args(data, url)).returncode == 0
+    srv = settle(start_server(data, url, extra_args=("--no-migrate",)))
+    try:
+        status = cli("status", "--address", srv.address, "--data-dir", str(data))
+        assert status.returncode == 0, status.stderr
+        out = json.loads(status.stdout)
+        assert out["database"] == kind and out["generation"] >= 1
+    finally:
+        assert srv.stop() == 0
+
+
+def test_status_with_a_wrong_token_fails_cleanly(tmp_path: Path) -> None:
+    srv = settle(start_server(tmp_path / "data"))
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "agentceiling.cli", "status", "--address", srv.address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "VAULT_TOKEN": "acs.wrong"},
+            check=False,
+        )
+        assert run.returncode == 1
+        assert "UNAUTHENTICATED" in run.stderr and "Traceback" not in run.stderr
+    finally:
+        assert srv.stop() == 0

@@ -1,0 +1,169 @@
+"""Graceful shutdown: SIGTERM while calls are in flight lets them finish, refuses new ones, exits 0
+and leaves nothing half-written. The calls are held in flight deterministically by holding the
+database's write lock from outside (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``LOCK TABLE meta``)."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from test_cp_support import (
+    C,
+    Client,
+    check_consistency,
+    client,
+    fresh_database_url,
+    settle,
+    sqlite_path,
+    start_server,
+)
+
+from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
+
+IN_FLIGHT = 6
+
+
+@contextmanager
+def write_lock(url: str) -> Iterator[Callable[[], int]]:
+    """Hold the database's write lock; yield a function counting server transactions waiting on it
+    (PostgreSQL only; SQLite cannot tell, it returns -1)."""
+    path = sqlite_path(url)
+    if path is not None:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield lambda: -1
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    holder = engine.connect()
+    watcher = engine.connect()
+    holder.exec_driver_sql("BEGIN")
+    holder.exec_driver_sql("LOCK TABLE meta IN EXCLUSIVE MODE")
+
+    def waiting() -> int:
+        return int(
+            watcher.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).scalar()
+            or 0
+        )
+
+    try:
+        yield waiting
+    finally:
+        holder.exec_driver_sql("ROLLBACK")
+        holder.close()
+        watcher.close()
+        engine.dispose()
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def refused(srv: Any) -> bool:
+    with Client(srv.address, srv.token) as cl:
+        try:
+            cl.system.Status(pb.StatusRequest(), timeout=2)
+        except grpc.RpcError as exc:
+            return bool(exc.code() == C.UNAVAILABLE)
+    return False
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_sigterm_lets_in_flight_calls_finish(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    url = fresh_database_url(request, kind, tmp_path)
+    data = tmp_path / "data"
+    srv = start_server(data, url)
+    pol = "ceiling-pol"
+    ents: list[pb.IdentityEntity] = []
+    with client(srv) as cl:
+        cl.policy(pol)
+        ents = [cl.entity(f"agent-{i}") for i in range(IN_FLIGHT)]
+    results: list[Any] = [None] * IN_FLIGHT
+    calling = [threading.Event() for _ in range(IN_FLIGHT)]
+
+    def call(i: int) -> None:
+        with client(srv) as cl:
+            cl.system.Status(pb.StatusRequest())
+            calling[i].set()
+            try:
+                if i % 2:
+                    results[i] = cl.registration(ents[i].id, display_name=f"agent-{i}", ceiling_policies=[pol])
+                else:
+                    results[i] = cl.entity(f"late-{i}", metadata={"i": str(i)})
+            except grpc.RpcError as exc:
+                results[i] = (exc.code(), exc.details())
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(IN_FLIGHT)]
+    try:
+        with write_lock(url) as waiting:
+            for t in threads:
+                t.start()
+            wait_for(lambda: all(e.is_set() for e in calling), "the clients to send their writes")
+            if kind == "postgresql":
+                wait_for(lambda: waiting() >= IN_FLIGHT, "the writes to wait on the lock")
+            else:
+                time.sleep(1.0)  # sent on a connected loopback channel: at the server within milliseconds
+            assert all(r is None for r in results), results
+            srv.proc.send_signal(signal.SIGTERM)
+            wait_for(lambda: "received SIGTERM" in srv.log(), "the server to log the signal")
+            wait_for(lambda: refused(srv), "new calls to be refused")
+            time.sleep(0.3)
+            assert srv.proc.poll() is None, "the server exited with calls in flight"
+        for t in threads:
+            t.join(60)
+        rc = srv.proc.wait(30)
+    finally:
+        srv.stop(signal.SIGKILL)
+    assert rc == 0, srv.log()[-3000:]
+    assert "Traceback" not in srv.log()
+    failed = [r for r in results if isinstance(r, tuple)]
+    assert failed == [], failed
+
+    again = settle(start_server(data, url))
+    try:
+        with client(again) as cl:
+            for i, r in enumerate(results):
+                if i % 2:
+                    got = cl.registrations.Read(pb.ReadRegistrationRequest(id=r.id)).registration
+                    assert list(got.ceiling_policies) == [pol, "default", "default-ceiling"]
+                else:
+                    assert cl.entities.Read(pb.ReadEntityRequest(name=f"late-{i}")).entity == r
+    finally:
+        assert again.stop() == 0
+    check_consistency(url)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_idle_server_stops_cleanly(tmp_path: Path, sig: int) -> None:
+    srv = settle(start_server(tmp_path / "data"))
+    with client(srv) as cl:
+        cl.entity()
+    start = time.monotonic()
+    assert srv.stop(sig) == 0, srv.log()[-3000:]
+    assert time.monotonic() - start < 10
+    assert "Traceback" not in srv.log()
+
+
+def test_sigterm_right_after_the_control_plane_is_healthy_is_graceful(tmp_path: Path) -> None:
+    """A supervisor may stop the server as soon as its health check passes: that SIGTERM must take
+    the graceful path too (exit 0), not kill the process half-started."""
+    srv = start_server(tmp_path / "data")
+    rc = srv.stop(signal.SIGTERM)
+    assert rc == 0, srv.log()[-3000:]
