@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(512), nullable=False),
         sa.Column("canonical_id", sa.String(36), nullable=False),
         sa.Column("mount_accessor", sa.String(512), nullable=False),
+        sa.Column("accessor_key", sa.String(512), nullable=False),
         sa.Column("issuer", sa.Text, nullable=False),
         sa.Column("issuer_norm", sa.String(1024), nullable=False),
         sa.Column("external_id", sa.String(1024), nullable=False),
@@ -93,7 +94,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["canonical_id"], ["entities.id"], ondelete="CASCADE", name="fk_aliases_canonical_id_entities"
         ),
-        sa.UniqueConstraint("mount_accessor", "name", name="uq_aliases_mount_accessor_name"),
+        sa.UniqueConstraint("accessor_key", "name", name="uq_aliases_accessor_key_name"),
     )
     op.create_index("ix_aliases_canonical_id", "aliases", ["canonical_id"])
     op.create_index(

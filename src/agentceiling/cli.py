@@ -87,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     from agentceiling.service.authz_bootstrap import build_authz
 
     server = Server(cfg, build_authz)
+    server.install_signal_handlers()
     try:
         server.start()
     except ConfigError as exc:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
+from google.protobuf.message import Message
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 from agentceiling.api import convert
 from agentceiling.api.errors import rpc
 from agentceiling.domain.models import PolicyDoc
-from agentceiling.service.control import ControlPlane
+from agentceiling.service.control import ControlPlane, page_token
 
 Ctx = grpc.ServicerContext
+M = TypeVar("M", bound=Message)
+
+# Replies stay well under the 4 MiB message limit: a page ends early when it would not fit.
+PAGE_BYTES = 3 * 1024 * 1024
+
+
+def fit_page(msgs: list[M], keys: list[str], next_token: str) -> tuple[list[M], str]:
+    total = 0
+    for i, m in enumerate(msgs):
+        total += m.ByteSize() + 16
+        if total > PAGE_BYTES and i > 0:
+            return msgs[:i], page_token(keys[i - 1])
+    return msgs, next_token
 
 
 class Profiles(pbg.OAuthResourceServerProfilesServicer):
@@ -41,9 +57,10 @@ class Profiles(pbg.OAuthResourceServerProfilesServicer):
     @rpc
     def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListProfilesResponse:
         page = self.cp.list_profiles(request.namespace, request.page_size, request.page_token)
-        return pb.ListProfilesResponse(
-            profiles=[convert.profile_to_pb(p) for p in page.items], next_page_token=page.next_page_token
+        items, token = fit_page(
+            [convert.profile_to_pb(p) for p in page.items], [p.profile_name for p in page.items], page.next_page_token
         )
+        return pb.ListProfilesResponse(profiles=items, next_page_token=token)
 
 
 class Registrations(pbg.AgentRegistrationsServicer):
@@ -80,9 +97,12 @@ class Registrations(pbg.AgentRegistrationsServicer):
     @rpc
     def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListRegistrationsResponse:
         page = self.cp.list_registrations(request.namespace, request.page_size, request.page_token)
-        return pb.ListRegistrationsResponse(
-            registrations=[convert.registration_to_pb(r) for r in page.items], next_page_token=page.next_page_token
+        items, token = fit_page(
+            [convert.registration_to_pb(r) for r in page.items],
+            [r.display_name for r in page.items],
+            page.next_page_token,
         )
+        return pb.ListRegistrationsResponse(registrations=items, next_page_token=token)
 
 
 class Policies(pbg.PoliciesServicer):
@@ -114,9 +134,10 @@ class Policies(pbg.PoliciesServicer):
     @rpc
     def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListPoliciesResponse:
         page = self.cp.list_policies(request.namespace, request.page_size, request.page_token)
-        return pb.ListPoliciesResponse(
-            policies=[convert.policy_to_pb(p) for p in page.items], next_page_token=page.next_page_token
+        items, token = fit_page(
+            [convert.policy_to_pb(p) for p in page.items], [p.name for p in page.items], page.next_page_token
         )
+        return pb.ListPoliciesResponse(policies=items, next_page_token=token)
 
 
 class Entities(pbg.IdentityEntitiesServicer):
@@ -147,9 +168,10 @@ class Entities(pbg.IdentityEntitiesServicer):
     @rpc
     def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListEntitiesResponse:
         page = self.cp.list_entities(request.namespace, request.page_size, request.page_token)
-        return pb.ListEntitiesResponse(
-            entities=[convert.entity_to_pb(e) for e in page.items], next_page_token=page.next_page_token
+        items, token = fit_page(
+            [convert.entity_to_pb(e) for e in page.items], [e.name for e in page.items], page.next_page_token
         )
+        return pb.ListEntitiesResponse(entities=items, next_page_token=token)
 
 
 class Aliases(pbg.EntityAliasesServicer):
@@ -179,9 +201,10 @@ class Aliases(pbg.EntityAliasesServicer):
     @rpc
     def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListAliasesResponse:
         page = self.cp.list_aliases(request.namespace, request.page_size, request.page_token)
-        return pb.ListAliasesResponse(
-            aliases=[convert.alias_to_pb(a) for a in page.items], next_page_token=page.next_page_token
+        items, token = fit_page(
+            [convert.alias_to_pb(a) for a in page.items], [a.id for a in page.items], page.next_page_token
         )
+        return pb.ListAliasesResponse(aliases=items, next_page_token=token)
 
 
 class System(pbg.SystemServicer):

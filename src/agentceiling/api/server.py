@@ -72,10 +72,11 @@ def _bind(server: grpc.Server, address: str, cfg: ServerConfig) -> int:
 
 
 def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:
+    """Health starts NOT_SERVING; ``Server.start`` flips every listener to SERVING once all are up."""
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ["", *services]:
-        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     return servicer
 
@@ -91,11 +92,13 @@ class Server:
         self._authz_factory = authz_factory
         self.db: Database | None = None
         self.control_plane: ControlPlane | None = None
-        self._servers: list[tuple[grpc.Server, health.HealthServicer]] = []
+        self._servers: list[tuple[grpc.Server, health.HealthServicer, list[str]]] = []
         self._closers: list[Callable[[], None]] = []
         self.ports: dict[str, int] = {}
         self._stopped = threading.Event()
         self._done = threading.Event()
+        self._started = threading.Event()
+        self._stop_requested = threading.Event()
 
     def start(self) -> None:
         cfg = self.cfg
@@ -108,8 +111,10 @@ class Server:
         if cfg.migrate:
             migrate.upgrade(self.db)
         elif migrate.current(self.db) != migrate.head():
+            current = migrate.current(self.db)
+            state = f"is at revision {current}" if current else "has no schema yet"
             raise ConfigError(
-                f"the database is at revision {migrate.current(self.db)}, not {migrate.head()}: "
+                f"the database {state}, not {migrate.head()}: "
                 "run `agentceiling db upgrade` first (or start without --no-migrate)"
             )
         self.control_plane = ControlPlane(self.db)
@@ -127,7 +132,7 @@ class Server:
             self.ports["control"] = _bind(server, cfg.listen, cfg)
             hs = _add_health_and_reflection(server, services)
             server.start()
-            self._servers.append((server, hs))
+            self._servers.append((server, hs, ["", *services]))
             log.info("control plane listening on %s (database %s)", cfg.listen, self.db.display_url)
         if cfg.role in ("all", "authz") and self._authz_factory is not None:
             register, close = self._authz_factory(self.db, cfg)
@@ -141,17 +146,22 @@ class Server:
             self.ports["authz"] = _bind(server, cfg.authz_listen, cfg)
             hs = _add_health_and_reflection(server, services)
             server.start()
-            self._servers.append((server, hs))
+            self._servers.append((server, hs, ["", *services]))
             log.info("authorization endpoint listening on %s", cfg.authz_listen)
+
+    def _serving(self) -> None:
+        for _, hs, names in self._servers:
+            for name in names:
+                hs.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self) -> None:
         """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        for _, hs in self._servers:
+        for _, hs, _names in self._servers:
             hs.enter_graceful_shutdown()
-        events = [server.stop(self.cfg.grace_seconds) for server, _ in self._servers]
+        events = [server.stop(self.cfg.grace_seconds) for server, _, _names in self._servers]
         for ev in events:
             ev.wait()
         for close in self._closers:
@@ -161,11 +171,24 @@ class Server:
         log.info("stopped")
         self._done.set()
 
-    def serve_forever(self) -> None:
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the server gracefully; one that arrives while it is still starting
+        takes effect as soon as the start completes."""
+
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s, shutting down", signal.Signals(signum).name)
-            threading.Thread(target=self.stop, name="shutdown").start()
+            self._stop_requested.set()
+            if self._started.is_set():
+                threading.Thread(target=self.stop, name="shutdown").start()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
+    def serve_forever(self) -> None:
+        """Call after ``start``: mark every listener SERVING and block until stopped."""
+        self._started.set()
+        if self._stop_requested.is_set():
+            self.stop()
+        else:
+            self._serving()
         self._done.wait()

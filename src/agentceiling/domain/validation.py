@@ -19,6 +19,16 @@ from agentceiling.domain.models import (
 )
 
 NAME_MAX = 512
+NAMESPACE_MAX = 255
+URL_MAX = 1024
+CLAIM_MAX = 256
+TEXT_MAX = 16 * 1024
+POLICY_MAX = 3584 * 1024  # a reply carrying it still fits the 4 MiB message limit
+PEM_MAX = 16 * 1024
+CA_PEM_MAX = 256 * 1024
+LIST_MAX = 64
+MAP_KEY_MAX = 256
+MAP_VALUE_MAX = 4096
 _STANDARD_USER_CLAIMS = frozenset(
     {"sub", "email", "preferred_username", "name", "upn", "username", "client_id", "azp", "appid"}
 )
@@ -27,9 +37,7 @@ _FAMILIES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 WARN_HTTP_JWKS = "JWKS URI uses HTTP instead of HTTPS. This is insecure and should only be used in development."
 WARN_LONG_NAME = "Profile name exceeds 64 characters. Consider using a shorter name for better readability."
 WARN_DISABLED = "Creating a disabled profile. Enable it with enabled=true when ready."
-WARN_ONE_FAMILY = (
-    "profile supports only one algorithm family - consider supporting multiple families for flexibility"
-)
+WARN_ONE_FAMILY = "profile supports only one algorithm family - consider supporting multiple families for flexibility"
 
 
 def warn_rsa_pkcs1(alg: str) -> str:
@@ -40,9 +48,40 @@ def warn_user_claim(claim: str) -> str:
     return f'user_claim "{claim}" is not a standard JWT claim - ensure this claim exists in your JWTs'
 
 
+def check_text(v: Violations, field: str, value: str, max_len: int) -> bool:
+    """Length and NUL checks shared by every free-text field; True when the value passed."""
+    if "\x00" in value:
+        v.add(field, "must not contain NUL characters")
+        return False
+    if len(value) > max_len:
+        v.add(field, f"must be at most {max_len} characters")
+        return False
+    return True
+
+
+def check_list(v: Violations, field: str, values: tuple[str, ...], max_items: int, max_len: int) -> None:
+    if len(values) > max_items:
+        v.add(field, f"must have at most {max_items} entries")
+        return
+    for i, value in enumerate(values):
+        check_text(v, f"{field}[{i}]", value, max_len)
+
+
+def check_map(v: Violations, field: str, values: dict[str, str]) -> None:
+    if len(values) > LIST_MAX:
+        v.add(field, f"must have at most {LIST_MAX} entries")
+        return
+    for key, value in values.items():
+        if check_text(v, field, key, MAP_KEY_MAX):
+            check_text(v, f"{field}[{key}]", value, MAP_VALUE_MAX)
+
+
 def check_namespace(namespace: str, field: str = "namespace") -> None:
     if not namespace:
         raise InvalidArgument.one(field, "value cannot be empty")
+    v = Violations()
+    check_text(v, field, namespace, NAMESPACE_MAX)
+    v.raise_if_any()
     if namespace.startswith("/") or namespace.endswith("/"):
         raise InvalidArgument.one(field, f'value {namespace} contains leading/trailing "/"')
     if any(not part for part in namespace.split("/")) or any(c.isspace() for c in namespace):
@@ -58,12 +97,12 @@ def is_http_url(value: str) -> bool:
 
 
 def _check_name(v: Violations, field: str, value: str) -> None:
+    if not check_text(v, field, value, NAME_MAX):
+        return
     if not value or not value.strip():
         v.add(field, "is required and cannot be empty")
     elif value != value.strip():
         v.add(field, "must not begin or end with whitespace")
-    elif len(value) > NAME_MAX:
-        v.add(field, f"must be at most {NAME_MAX} characters")
     elif any(ord(c) < 32 for c in value):
         v.add(field, "must not contain control characters")
 
@@ -95,6 +134,8 @@ def validate_profile(p: Profile, prior: Profile | None = None) -> list[str]:
     _check_name(v, "profile_name", p.profile_name)
     if not p.issuer_id:
         v.add("issuer_id", "issuer_id is required")
+    elif not check_text(v, "issuer_id", p.issuer_id, URL_MAX):
+        pass
     elif not is_http_url(p.issuer_id):
         v.add("issuer_id", f"issuer_id {p.issuer_id!r} must be an absolute http or https URL")
     elif prior is not None and p.issuer_id != prior.issuer_id:
@@ -102,7 +143,8 @@ def validate_profile(p: Profile, prior: Profile | None = None) -> list[str]:
     if prior is not None and p.unique_id_claim != prior.unique_id_claim:
         v.add("unique_id_claim", "unique_id_claim cannot be changed after creation")
 
-    # The key source: Vault's four errors, in Vault's order.
+    # The key source: Vault's four errors, in Vault's order. One violation per field: a field
+    # caught in a conflict is not also checked for its format.
     if p.use_jwks and not p.jwks_uri:
         v.add("jwks_uri", "jwks_uri is required when use_jwks=true")
     elif not p.use_jwks and not p.public_keys:
@@ -111,20 +153,26 @@ def validate_profile(p: Profile, prior: Profile | None = None) -> list[str]:
         v.add("public_keys", "cannot specify both use_jwks=true and public_keys")
     elif not p.use_jwks and p.jwks_uri:
         v.add("jwks_uri", "cannot specify both use_jwks=false and jwks_uri")
-    if p.jwks_uri and not is_http_url(p.jwks_uri):
+    elif p.jwks_uri and check_text(v, "jwks_uri", p.jwks_uri, URL_MAX) and not is_http_url(p.jwks_uri):
         v.add("jwks_uri", f"jwks_uri {p.jwks_uri!r} must be an absolute http or https URL")
-    if p.jwks_ca_pem:
+    if not p.use_jwks and p.jwks_ca_pem:
+        v.add("jwks_ca_pem", "jwks_ca_pem can only be used with use_jwks=true")
+    elif p.jwks_ca_pem and check_text(v, "jwks_ca_pem", p.jwks_ca_pem, CA_PEM_MAX):
         try:
             from cryptography import x509
 
             x509.load_pem_x509_certificates(p.jwks_ca_pem.strip().encode())
         except ValueError:
             v.add("jwks_ca_pem", "jwks_ca_pem must contain one or more PEM certificates")
-    if not p.use_jwks and p.jwks_ca_pem:
-        v.add("jwks_ca_pem", "jwks_ca_pem can only be used with use_jwks=true")
 
     seen: set[str] = set()
-    for i, key in enumerate(p.public_keys):
+    if len(p.public_keys) > LIST_MAX:
+        v.add("public_keys", f"must have at most {LIST_MAX} entries")
+    for i, key in enumerate(p.public_keys[:LIST_MAX]):
+        if not check_text(v, f"public_keys[{i}].key_id", key.key_id, CLAIM_MAX) or not check_text(
+            v, f"public_keys[{i}].pem", key.pem, PEM_MAX
+        ):
+            continue
         if not key.key_id:
             v.add(f"public_keys[{i}].key_id", "key_id is required")
         elif key.key_id in seen:
@@ -141,9 +189,12 @@ def validate_profile(p: Profile, prior: Profile | None = None) -> list[str]:
         if kind == "private":
             v.add(f"public_keys[{i}].pem", "pem is a private key; only public keys or certificates are accepted")
 
+    check_list(v, "audiences", p.audiences, LIST_MAX, URL_MAX)
     for i, aud in enumerate(p.audiences):
         if not aud:
             v.add(f"audiences[{i}]", "audience cannot be empty")
+    for name in ("user_claim", "unique_id_claim", "actor_claim", "jwt_type"):
+        check_text(v, name, getattr(p, name), CLAIM_MAX)
     algs_seen: set[str] = set()
     for i, alg in enumerate(p.supported_algorithms):
         if alg not in ALL_ALGORITHMS:
@@ -194,6 +245,10 @@ def validate_registration(r: Registration) -> None:
     _check_name(v, "display_name", r.display_name)
     if not r.entity_id:
         v.add("entity_id", "entity_id is required")
+    check_text(v, "entity_id", r.entity_id, CLAIM_MAX)
+    check_text(v, "description", r.description, TEXT_MAX)
+    check_text(v, "owner", r.owner, TEXT_MAX)
+    check_list(v, "ceiling_policies", r.requested_ceiling_policies, 256, NAME_MAX)
     for i, name in enumerate(r.requested_ceiling_policies):
         if name == ROOT_POLICY:
             v.add(f"ceiling_policies[{i}]", '"root" cannot be used as a ceiling policy')
@@ -213,10 +268,18 @@ def validate_policy_name(name: str) -> None:
         raise InvalidArgument.one("name", f'invalid policy name "{name}"')
 
 
+def validate_policy_text(text: str) -> None:
+    v = Violations()
+    check_text(v, "policy", text, POLICY_MAX)
+    v.raise_if_any()
+
+
 def validate_entity(e: Entity) -> None:
     v = Violations()
     if e.name:
         _check_name(v, "name", e.name)
+    check_list(v, "policies", e.policies, 256, NAME_MAX)
+    check_map(v, "metadata", e.metadata)
     for i, name in enumerate(e.policies):
         if not name:
             v.add(f"policies[{i}]", "policy name cannot be empty")
@@ -230,8 +293,12 @@ def validate_alias(a: Alias) -> None:
     _check_name(v, "name", a.name)
     if not a.canonical_id:
         v.add("canonical_id", "canonical_id is required")
+    check_text(v, "canonical_id", a.canonical_id, CLAIM_MAX)
+    check_text(v, "mount_accessor", a.mount_accessor, NAME_MAX)
+    check_text(v, "external_id", a.external_id, URL_MAX)
+    check_map(v, "custom_metadata", a.custom_metadata)
     if not a.mount_accessor and not a.issuer:
         v.add("mount_accessor", "an alias needs a mount_accessor, an issuer, or both")
-    if a.issuer and not is_http_url(a.issuer):
+    if a.issuer and check_text(v, "issuer", a.issuer, URL_MAX) and not is_http_url(a.issuer):
         v.add("issuer", f"issuer {a.issuer!r} must be an absolute http or https URL")
     v.raise_if_any()

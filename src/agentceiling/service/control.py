@@ -83,9 +83,13 @@ def _page_args(page_size: int, page_token: str) -> tuple[int, str]:
     return size, after
 
 
+def page_token(last_key: str) -> str:
+    """The opaque token of the page that starts after ``last_key``."""
+    return base64.urlsafe_b64encode(last_key.encode()).decode()
+
+
 def _page(items: list[T], size: int, key: Callable[[T], str]) -> Page[T]:
-    token = base64.urlsafe_b64encode(key(items[-1]).encode()).decode() if len(items) == size else ""
-    return Page(items, token)
+    return Page(items, page_token(key(items[-1])) if len(items) == size else "")
 
 
 def namespace_or_default(namespace: str) -> str:
@@ -242,6 +246,7 @@ class ControlPlane:
     def _parse_policy(self, name: str, text: str) -> None:
         from agentceiling.policy import PolicyParseError, parse_policy
 
+        validation.validate_policy_text(text)
         if not text.strip():
             raise InvalidArgument.one("policy", "policy text cannot be empty")
         try:
@@ -425,15 +430,15 @@ class ControlPlane:
 
     # ---------------------------------------------------------------- aliases
 
-    def _resolve_alias_target(self, conn: Connection, a: Alias) -> str:
-        """Check the alias against its entity and profile; return the issuer's comparison key."""
+    def _resolve_alias_target(self, conn: Connection, a: Alias) -> tuple[str, str]:
+        """Check the alias against its entity and profile; return the profile's issuer comparison
+        key and its mount accessor."""
         v = Violations()
         if repo.get_entity(conn, a.namespace, id=a.canonical_id) is None:
             v.add("canonical_id", f'entity "{a.canonical_id}" does not exist in namespace "{a.namespace}"')
-        issuer_norm = ""
+        profile: Profile | None = None
         if a.issuer:
-            issuer_norm = normalize_issuer(a.issuer)
-            profile = repo.get_profile_by_issuer(conn, a.namespace, issuer_norm)
+            profile = repo.get_profile_by_issuer(conn, a.namespace, normalize_issuer(a.issuer))
             if profile is None:
                 v.add("issuer", f"oauth config not found for {a.issuer}")
             elif a.mount_accessor and a.mount_accessor != profile.mount_accessor:
@@ -442,7 +447,7 @@ class ControlPlane:
                     f'mount_accessor "{a.mount_accessor}" does not match the profile of issuer "{a.issuer}" '
                     f'("{profile.profile_name}", mount_accessor "{profile.mount_accessor}")',
                 )
-        elif a.mount_accessor:
+        else:
             prefix = f"oauth-resource-server_{a.namespace}_"
             config_id = a.mount_accessor[len(prefix) :] if a.mount_accessor.startswith(prefix) else ""
             profile = repo.get_profile(conn, a.namespace, config_id=config_id) if config_id else None
@@ -452,12 +457,11 @@ class ControlPlane:
                     f'mount_accessor "{a.mount_accessor}" does not belong to any OAuth resource-server profile '
                     f'in namespace "{a.namespace}"',
                 )
-            else:
-                issuer_norm = normalize_issuer(profile.issuer_id)
         v.raise_if_any()
-        return issuer_norm
+        assert profile is not None
+        return normalize_issuer(profile.issuer_id), profile.mount_accessor
 
-    def _check_alias_unique(self, conn: Connection, a: Alias, issuer_norm: str) -> None:
+    def _check_alias_unique(self, conn: Connection, a: Alias, issuer_norm: str, accessor: str) -> None:
         if a.external_id:
             other = repo.find_alias(conn, a.namespace, issuer_norm, a.external_id)
             if other and other.id != a.id:
@@ -465,12 +469,11 @@ class ControlPlane:
                     f'an alias for issuer "{a.issuer or issuer_norm}" with external_id "{a.external_id}" '
                     f"already exists ({other.id})"
                 )
-        if a.mount_accessor:
-            other = repo.find_alias_by_accessor_name(conn, a.mount_accessor, a.name)
-            if other and other.id != a.id:
-                raise AlreadyExists(
-                    f'an alias named "{a.name}" already exists for mount_accessor "{a.mount_accessor}" ({other.id})'
-                )
+        other = repo.find_alias_by_accessor_name(conn, accessor, a.name)
+        if other and other.id != a.id:
+            raise AlreadyExists(
+                f'an alias named "{a.name}" already exists for mount_accessor "{accessor}" ({other.id})'
+            )
 
     def create_alias(self, a: Alias) -> Written[Alias]:
         ns = namespace_or_default(a.namespace)
@@ -480,9 +483,9 @@ class ControlPlane:
         new = replace(a, id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
 
         def tx(conn: Connection) -> int:
-            issuer_norm = self._resolve_alias_target(conn, new)
-            self._check_alias_unique(conn, new, issuer_norm)
-            repo.insert_alias(conn, new, issuer_norm)
+            issuer_norm, accessor = self._resolve_alias_target(conn, new)
+            self._check_alias_unique(conn, new, issuer_norm, accessor)
+            repo.insert_alias(conn, new, issuer_norm, accessor)
             return repo.bump_generation(conn)
 
         return Written(new, (), self._write(tx))
@@ -514,9 +517,9 @@ class ControlPlane:
             new = replace(
                 a, version=prior.version + 1, creation_time=prior.creation_time, last_updated_time=self.clock()
             )
-            issuer_norm = self._resolve_alias_target(conn, new)
-            self._check_alias_unique(conn, new, issuer_norm)
-            if not repo.update_alias(conn, new, issuer_norm, prior.version):
+            issuer_norm, accessor = self._resolve_alias_target(conn, new)
+            self._check_alias_unique(conn, new, issuer_norm, accessor)
+            if not repo.update_alias(conn, new, issuer_norm, accessor, prior.version):
                 raise Aborted(f'entity alias "{a.id}" was changed concurrently; retry')
             return new, repo.bump_generation(conn)
 
@@ -651,7 +654,7 @@ class ControlPlane:
     # ---------------------------------------------------------------- activation flags
 
     def activate_feature(self, feature: str) -> tuple[ActivationFlag, int]:
-        if not feature or "/" in feature or feature != feature.strip():
+        if not feature or "/" in feature or feature != feature.strip() or len(feature) > 255 or "\x00" in feature:
             raise InvalidArgument.one("feature", f'invalid feature name "{feature}"')
 
         def tx(conn: Connection) -> tuple[ActivationFlag, int]:

@@ -323,9 +323,7 @@ class AuditLog:
         self._writer.start()
 
     @classmethod
-    def open(
-        cls, path: Path, *, fsync: bool = True, max_batch: int = 512, max_delay: float = 0.002
-    ) -> AuditLog:
+    def open(cls, path: Path, *, fsync: bool = True, max_batch: int = 512, max_delay: float = 0.002) -> AuditLog:
         """Open (creating if needed) the log at ``path`` for appending.
 
         Takes an exclusive lock on ``<path>.lock`` (:class:`AuditLogLocked` if held elsewhere),
@@ -420,8 +418,7 @@ class AuditLog:
                 rec = _parse_json_line(line)
             except ValueError:
                 # Newline-terminated but not JSON (e.g. a zero-filled block after a crash): also torn.
-                log.warning("audit log %s: last line at offset %d is not JSON; treating it as torn",
-                            self.path, start)
+                log.warning("audit log %s: last line at offset %d is not JSON; treating it as torn", self.path, start)
                 end = start
                 if end > 0:
                     start = _rfind_newline(fd, end - 1) + 1
@@ -445,8 +442,7 @@ class AuditLog:
                 seq, last_hash = rec["seq"], rec["hash"]
         if end < size:
             self.recovered_torn_bytes = size - end
-            log.warning("audit log %s: truncating %d bytes of a torn (unacknowledged) last line",
-                        self.path, size - end)
+            log.warning("audit log %s: truncating %d bytes of a torn (unacknowledged) last line", self.path, size - end)
             os.ftruncate(fd, end)
             _sync(fd)
         self._seq, self._hash, self._size = seq, last_hash, end
@@ -741,9 +737,10 @@ def verify(path: Path) -> VerifyResult:
             if problem is not None:
                 return bad(f"{where}: seq {seq}: {problem}")
             if rec["prev_hash"] != prev:
-                what = "first record's prev_hash is not zeros" if expected == 1 else (
-                    "prev_hash does not match the previous record's hash (record removed, inserted "
-                    "or reordered)"
+                what = (
+                    "first record's prev_hash is not zeros"
+                    if expected == 1
+                    else ("prev_hash does not match the previous record's hash (record removed, inserted or reordered)")
                 )
                 return bad(f"{where}: seq {seq}: {what}")
             if _canonical(rec).encode("utf-8") + b"\n" != line:

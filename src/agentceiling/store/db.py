@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_WRITE = "agentceiling_write"
+WRITE_OPTION = "agentceiling_write"
+_WRITE = WRITE_OPTION
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -45,6 +46,7 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 10
             kwargs["pool_pre_ping"] = True
+            kwargs["connect_args"] = {"connect_timeout": 10}
         self.engine: Engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _install_sqlite_hooks(self.engine)

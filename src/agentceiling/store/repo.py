@@ -19,6 +19,7 @@ from agentceiling.domain.models import (
     PublicKey,
     Registration,
 )
+from agentceiling.store.db import WRITE_OPTION
 from agentceiling.store.tables import (
     activation_flags,
     admin_tokens,
@@ -32,6 +33,14 @@ from agentceiling.store.tables import (
 )
 
 GENERATION = "generation"
+
+
+def _first(conn: Connection, query: sa.Select[Any]) -> RowMapping | None:
+    """First row of ``query``. Inside a write transaction on PostgreSQL the row is locked (FOR
+    UPDATE), so a read-check-write sequence cannot interleave with a concurrent writer's."""
+    if conn.dialect.name == "postgresql" and conn.get_execution_options().get(WRITE_OPTION):
+        query = query.with_for_update()
+    return conn.execute(query).mappings().first()
 
 
 # ------------------------------------------------------------------ generation
@@ -83,9 +92,7 @@ def _policy(row: RowMapping) -> PolicyDoc:
 
 
 def get_policy(conn: Connection, namespace: str, name: str) -> PolicyDoc | None:
-    row = conn.execute(
-        sa.select(policies).where(policies.c.namespace == namespace, policies.c.name == name)
-    ).mappings().first()
+    row = _first(conn, sa.select(policies).where(policies.c.namespace == namespace, policies.c.name == name))
     return _policy(row) if row else None
 
 
@@ -125,9 +132,7 @@ def insert_policy(conn: Connection, p: PolicyDoc) -> None:
 def update_policy(conn: Connection, p: PolicyDoc, prior_version: int) -> bool:
     res = conn.execute(
         sa.update(policies)
-        .where(
-            policies.c.namespace == p.namespace, policies.c.name == p.name, policies.c.version == prior_version
-        )
+        .where(policies.c.namespace == p.namespace, policies.c.name == p.name, policies.c.version == prior_version)
         .values(text=p.text, version=p.version, last_updated_time=p.last_updated_time)
     )
     return res.rowcount == 1
@@ -234,14 +239,14 @@ def get_profile(
 ) -> Profile | None:
     q = sa.select(profiles).where(profiles.c.namespace == namespace)
     q = q.where(profiles.c.profile_name == name) if name is not None else q.where(profiles.c.config_id == config_id)
-    row = conn.execute(q).mappings().first()
+    row = _first(conn, q)
     return _profile(row) if row else None
 
 
 def get_profile_by_issuer(conn: Connection, namespace: str, issuer_norm: str) -> Profile | None:
-    row = conn.execute(
-        sa.select(profiles).where(profiles.c.namespace == namespace, profiles.c.issuer_norm == issuer_norm)
-    ).mappings().first()
+    row = _first(
+        conn, sa.select(profiles).where(profiles.c.namespace == namespace, profiles.c.issuer_norm == issuer_norm)
+    )
     return _profile(row) if row else None
 
 
@@ -308,7 +313,7 @@ def _entity(row: RowMapping) -> Entity:
 def get_entity(conn: Connection, namespace: str, *, id: str | None = None, name: str | None = None) -> Entity | None:
     q = sa.select(entities).where(entities.c.namespace == namespace)
     q = q.where(entities.c.id == id) if id is not None else q.where(entities.c.name == name)
-    row = conn.execute(q).mappings().first()
+    row = _first(conn, q)
     return _entity(row) if row else None
 
 
@@ -372,27 +377,24 @@ def _alias(row: RowMapping) -> Alias:
 
 
 def get_alias(conn: Connection, namespace: str, id: str) -> Alias | None:
-    row = conn.execute(
-        sa.select(aliases).where(aliases.c.namespace == namespace, aliases.c.id == id)
-    ).mappings().first()
+    row = _first(conn, sa.select(aliases).where(aliases.c.namespace == namespace, aliases.c.id == id))
     return _alias(row) if row else None
 
 
 def find_alias(conn: Connection, namespace: str, issuer_norm: str, external_id: str) -> Alias | None:
-    row = conn.execute(
+    row = _first(
+        conn,
         sa.select(aliases).where(
             aliases.c.namespace == namespace,
             aliases.c.issuer_norm == issuer_norm,
             aliases.c.external_id == external_id,
-        )
-    ).mappings().first()
+        ),
+    )
     return _alias(row) if row else None
 
 
-def find_alias_by_accessor_name(conn: Connection, mount_accessor: str, name: str) -> Alias | None:
-    row = conn.execute(
-        sa.select(aliases).where(aliases.c.mount_accessor == mount_accessor, aliases.c.name == name)
-    ).mappings().first()
+def find_alias_by_accessor_name(conn: Connection, accessor_key: str, name: str) -> Alias | None:
+    row = _first(conn, sa.select(aliases).where(aliases.c.accessor_key == accessor_key, aliases.c.name == name))
     return _alias(row) if row else None
 
 
@@ -411,11 +413,12 @@ def list_aliases(conn: Connection, namespace: str, after: str, limit: int) -> li
     return [_alias(r) for r in rows]
 
 
-def _alias_values(a: Alias, issuer_norm: str) -> dict[str, Any]:
+def _alias_values(a: Alias, issuer_norm: str, accessor_key: str) -> dict[str, Any]:
     return {
         "name": a.name,
         "canonical_id": a.canonical_id,
         "mount_accessor": a.mount_accessor,
+        "accessor_key": accessor_key,
         "issuer": a.issuer,
         "issuer_norm": issuer_norm,
         "external_id": a.external_id,
@@ -425,19 +428,19 @@ def _alias_values(a: Alias, issuer_norm: str) -> dict[str, Any]:
     }
 
 
-def insert_alias(conn: Connection, a: Alias, issuer_norm: str) -> None:
+def insert_alias(conn: Connection, a: Alias, issuer_norm: str, accessor_key: str) -> None:
     conn.execute(
         sa.insert(aliases).values(
-            id=a.id, namespace=a.namespace, creation_time=a.creation_time, **_alias_values(a, issuer_norm)
+            id=a.id, namespace=a.namespace, creation_time=a.creation_time, **_alias_values(a, issuer_norm, accessor_key)
         )
     )
 
 
-def update_alias(conn: Connection, a: Alias, issuer_norm: str, prior_version: int) -> bool:
+def update_alias(conn: Connection, a: Alias, issuer_norm: str, accessor_key: str, prior_version: int) -> bool:
     res = conn.execute(
         sa.update(aliases)
         .where(aliases.c.id == a.id, aliases.c.version == prior_version)
-        .values(**_alias_values(a, issuer_norm))
+        .values(**_alias_values(a, issuer_norm, accessor_key))
     )
     return res.rowcount == 1
 
@@ -481,7 +484,7 @@ def get_registration(
         q = q.where(registrations.c.display_name == display_name)
     else:
         q = q.where(registrations.c.entity_id == entity_id)
-    row = conn.execute(q).mappings().first()
+    row = _first(conn, q)
     return _registration(row) if row else None
 
 
@@ -548,7 +551,7 @@ def delete_registration(conn: Connection, id: str) -> bool:
 
 
 def activate_feature(conn: Connection, feature: str, now: str) -> ActivationFlag:
-    row = conn.execute(sa.select(activation_flags).where(activation_flags.c.feature == feature)).mappings().first()
+    row = _first(conn, sa.select(activation_flags).where(activation_flags.c.feature == feature))
     if row:
         return ActivationFlag(row["feature"], row["activated_time"])
     conn.execute(sa.insert(activation_flags).values(feature=feature, activated_time=now))

@@ -86,13 +86,15 @@ aliases = sa.Table(
         "canonical_id", sa.String(36), sa.ForeignKey("entities.id", ondelete="CASCADE"), nullable=False, index=True
     ),
     sa.Column("mount_accessor", sa.String(512), nullable=False),
+    # The accessor of the alias's profile, whether the client named it or only the issuer.
+    sa.Column("accessor_key", sa.String(512), nullable=False),
     sa.Column("issuer", sa.Text, nullable=False),
     sa.Column("issuer_norm", sa.String(1024), nullable=False),
     sa.Column("external_id", sa.String(1024), nullable=False),
     sa.Column("custom_metadata", sa.JSON, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
     *_times(),
-    sa.UniqueConstraint("mount_accessor", "name"),
+    sa.UniqueConstraint("accessor_key", "name"),
 )
 sa.Index(
     "uq_aliases_issuer_external_id",
