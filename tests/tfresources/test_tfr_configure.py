@@ -1,0 +1,193 @@
+"""Provider configuration against a real `agentceiling serve`: plaintext and TLS addresses, the
+token fallbacks, and one clear diagnostic for every way the connection can fail."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentceiling.tfprovider.framework.types import Diagnostics
+from agentceiling.tfprovider.provider import build_provider
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    address: str
+    data_dir: Path
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "admin-token").read_text().strip()
+
+
+def _start(data_dir: Path, extra: list[str]) -> Server:
+    address = f"127.0.0.1:{_free_port()}"
+    data_dir.mkdir(parents=True)
+    log = open(data_dir.parent / f"{data_dir.name}.log", "wb")  # noqa: SIM115
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCEILING_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentceiling.cli", "serve", "--data-dir", str(data_dir), "--listen", address,
+         "--authz-listen", f"127.0.0.1:{_free_port()}", *extra],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    deadline = time.monotonic() + 60
+    while not (data_dir / "admin-token").exists() or not _listening(address):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError((data_dir.parent / f"{data_dir.name}.log").read_text())
+        time.sleep(0.1)
+    return Server(proc, address, data_dir)
+
+
+def _listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _stop(server: Server) -> None:
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        server.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentceiling-test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server, Path]]:
+    root = tmp_path_factory.mktemp("configure")
+    cert, key = _self_signed(root)
+    plain = _start(root / "plain", [])
+    try:
+        tls = _start(root / "tls", ["--tls-cert", str(cert), "--tls-key", str(key)])
+    except Exception:
+        _stop(plain)
+        raise
+    try:
+        yield plain, tls, cert
+    finally:
+        _stop(plain)
+        _stop(tls)
+
+
+def _configure(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], **config: Any) -> tuple[Any, Diagnostics]:
+    for name in ("VAULT_ADDR", "VAULT_TOKEN", "VAULT_NAMESPACE", "VAULT_CACERT", "VAULT_SKIP_VERIFY",
+                 "AGENTCEILING_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    provider = build_provider()
+    values: dict[str, Any] = {a.name: None for a in provider.schema.attributes}
+    values.update({b.name: [] for b in provider.schema.blocks})
+    values.update(config)
+    diags = Diagnostics()
+    start = time.monotonic()
+    client = provider.configure(values, diags)
+    assert time.monotonic() - start < 15, "configure must not hang"
+    return client, diags
+
+
+def _only_error(diags: Diagnostics) -> str:
+    errors = [d for d in diags.items if d.severity == "error"]
+    assert len(errors) == 1, diags.items
+    return f"{errors[0].summary}\n{errors[0].detail}"
+
+
+def test_plaintext_from_env_and_from_data_dir(servers: tuple[Server, Server, Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, _, _ = servers
+    client, diags = _configure(monkeypatch, {"VAULT_ADDR": f"http://{plain.address}", "VAULT_TOKEN": plain.token})
+    assert client is not None and not diags.items
+    client.close()
+    # No token anywhere but the local server's data directory.
+    client, diags = _configure(monkeypatch, {"AGENTCEILING_DATA_DIR": str(plain.data_dir)}, address=plain.address)
+    assert client is not None and not diags.items
+    client.close()
+
+
+def test_tls_with_ca_and_with_skip_verify(servers: tuple[Server, Server, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _, tls, cert = servers
+    client, diags = _configure(monkeypatch, {"VAULT_TOKEN": tls.token}, address=f"https://{tls.address}",
+                               ca_cert_file=str(cert))
+    assert client is not None and not diags.items, diags.items
+    client.close()
+    client, diags = _configure(monkeypatch, {"VAULT_TOKEN": tls.token, "VAULT_SKIP_VERIFY": "true"},
+                               address=f"https://{tls.address}")
+    assert client is not None and not diags.items, diags.items
+    client.close()
+    # Without the CA the server's certificate is not trusted: one diagnostic, naming the address.
+    client, diags = _configure(monkeypatch, {"VAULT_TOKEN": tls.token}, address=f"https://{tls.address}")
+    assert client is None
+    assert tls.address in _only_error(diags)
+
+
+def test_failures_are_one_diagnostic_each(servers: tuple[Server, Server, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, tls, _ = servers
+    refused = f"127.0.0.1:{_free_port()}"
+    _, diags = _configure(monkeypatch, {"VAULT_TOKEN": "x"}, address=refused)
+    text = _only_error(diags)
+    assert "Cannot reach the agentceiling control plane" in text and refused in text and "connection refused" in text
+    assert diags.items[0].path == ("address",)
+
+    _, diags = _configure(monkeypatch, {"VAULT_ADDR": plain.address, "VAULT_TOKEN": "wrong"})
+    text = _only_error(diags)
+    assert "refused the token" in text and "VAULT_TOKEN" in text
+
+    _, diags = _configure(monkeypatch, {"VAULT_TOKEN": tls.token}, address=f"http://{tls.address}")
+    assert tls.address in _only_error(diags)
+
+    _, diags = _configure(monkeypatch, {"AGENTCEILING_DATA_DIR": "/nonexistent"}, address=plain.address)
+    assert "No token" in _only_error(diags)
+
+    _, diags = _configure(monkeypatch, {"VAULT_TOKEN": "x"}, address="ftp://nowhere")
+    assert "unsupported scheme" in _only_error(diags)
