@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -54,7 +55,11 @@ def _authorize(args: argparse.Namespace) -> int:
     from agentceiling._gen.agentceiling.v1 import authorization_pb2 as pb
     from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
 
-    raw = sys.stdin.read() if str(args.token_file) == "-" else args.token_file.read_text()
+    try:
+        raw = sys.stdin.read() if str(args.token_file) == "-" else args.token_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"agentceiling: cannot read the token file {args.token_file}: {exc}", file=sys.stderr)
+        return 2
     token = raw.strip()
     request = pb.AuthorizeRequest(token=token, namespace=args.namespace, path=args.path, operation=args.operation)
     if args.parameters:
@@ -70,7 +75,12 @@ def _authorize(args: argparse.Namespace) -> int:
         s.update(params)
         request.parameters.CopyFrom(s)
     if args.ca_cert:
-        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(args.ca_cert.read_bytes()))
+        try:
+            ca = args.ca_cert.read_bytes()
+        except OSError as exc:
+            print(f"agentceiling: cannot read the CA bundle {args.ca_cert}: {exc}", file=sys.stderr)
+            return 2
+        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(ca))
     else:
         channel = grpc.insecure_channel(args.address)
     with channel:
@@ -102,22 +112,41 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"agentceiling: no audit log at {path}", file=sys.stderr)
         return 2
     if args.audit_command == "verify":
-        result = audit_log.verify(path)
+        try:
+            result = audit_log.verify(path)
+        except OSError as exc:
+            print(f"agentceiling: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
         if result.ok:
             print(f"ok: {result.records} records, hash chain intact")
             return 0
         print(f"FAILED at record {result.first_bad_seq}: {result.problem}")
         return 1
-    records: Any = audit_log.tail(path, args.n)
-    for rec in records:
+    if args.n < 0:
+        print("agentceiling: -n must be 0 or more", file=sys.stderr)
+        return 2
+
+    def show(rec: dict[str, Any]) -> None:
         print(json.dumps(rec, sort_keys=True) if args.json else audit_log.format_record(rec), flush=True)
-    if args.follow:
-        last = records[-1]["seq"] if records else 0
-        try:
-            for rec in audit_log.iter_records(path, follow=True):
-                if rec.get("seq", 0) <= last:
-                    continue
-                print(json.dumps(rec, sort_keys=True) if args.json else audit_log.format_record(rec), flush=True)
-        except KeyboardInterrupt:
-            return 0
+
+    try:
+        if args.follow:
+            # Like `tail -n N -F`: the last N records, then every new one (no gap in between).
+            for rec in audit_log.iter_records(path, follow=True, last=args.n):
+                show(rec)
+        else:
+            for rec in audit_log.tail(path, args.n):
+                show(rec)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `agentceiling audit tail | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's flush at exit
+        return 0
+    except audit_log.AuditLogCorrupt as exc:
+        print(f"agentceiling: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"agentceiling: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
     return 0

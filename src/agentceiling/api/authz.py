@@ -1,8 +1,12 @@
-"""gRPC adapter of the authorization endpoint: decode, decide, encode."""
+"""gRPC adapter of the authorization endpoint: decode, decide, encode.
+
+A refusal is a normal response (``allowed=false`` and a code); gRPC errors are for malformed
+requests only (INVALID_ARGUMENT with a google.rpc.BadRequest field violation: an unknown
+operation, an oversized token, path or namespace)."""
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -13,13 +17,17 @@ from agentceiling.api.errors import rpc
 from agentceiling.domain.errors import InvalidArgument
 from agentceiling.service.authz import AuthorizeInput, Authorizer, BadRequest
 
+#: Longer tokens are a malformed request (INVALID_ARGUMENT, not audited). Tokens between the
+#: validator's 8 KiB cap and this are refused as TOKEN_INVALID (and audited) like any bad token.
 MAX_TOKEN_CHARS = 64 * 1024
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 
 
 def _bearer(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
+            scheme, _, token = value.strip().partition(" ")
             if scheme.lower() == "bearer":
                 return token.strip()
     return ""
@@ -34,7 +42,9 @@ class AuthorizationService(pbg.AuthorizationServicer):
         token = request.token or _bearer(context)
         if len(token) > MAX_TOKEN_CHARS:
             raise InvalidArgument.one("token", f"token is longer than {MAX_TOKEN_CHARS} characters")
-        params = json_format.MessageToDict(request.parameters) if request.HasField("parameters") else None
+        params: dict[str, Any] | None = None
+        if request.HasField("parameters"):
+            params = json_format.MessageToDict(request.parameters)
         try:
             d = self.authorizer.authorize(
                 AuthorizeInput(
@@ -55,7 +65,7 @@ class AuthorizationService(pbg.AuthorizationServicer):
             entity_id=d.entity_id,
             actor_entity_id=d.actor_entity_id,
             registration_id=d.registration_id,
-            authorization_details=json.dumps(d.authorization_details, sort_keys=True),
+            authorization_details=d.authorization_details_json,
         )
 
 

@@ -10,21 +10,40 @@ applies to every registered agent, in direct and in on-behalf-of calls alike.
 
 Every refusal carries a stable code; every decision, refusals and invalid tokens included, is
 appended to the audit log before the answer leaves. If the audit log cannot be written the answer
-is UNAVAILABLE (fail closed, as Vault does when no audit device works)."""
+is UNAVAILABLE (fail closed, as Vault does when no audit device works).
+
+Hot path. The work splits in three stages with their own caches:
+
+1. *token facts* (signature and claims checked), keyed by namespace and the token's SHA-256,
+   admitted on a token's second sighting; reused while the token has not expired and its
+   profile's trust configuration is unchanged (a changed profile has another digest);
+2. *context* (subject, actor, registration, parsed and rendered RAR, the ceiling check of every
+   declared entry, the two ACLs, or the refusal), keyed by (namespace, issuer, subject, actor,
+   declared authorization_details) -- shared by all the tokens an agent is issued for the same
+   task -- built from the directory and tagged with the directory generation it was built in: a
+   control-plane change anywhere bumps the generation, and a context of an older generation is
+   rebuilt;
+3. the per-request check (RAR match, subject ACL, ceiling ACL), memoised per context for
+   requests without parameters.
+
+Nothing in stages 2 and 3 outlives a control-plane change by more than the directory's poll
+interval, so a deleted registration or a disabled entity is enforced for tokens already seen."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from agentceiling.domain.models import DEFAULT_POLICY, Entity, Profile, Registration, normalize_issuer
 from agentceiling.policy import (
@@ -47,6 +66,8 @@ log = logging.getLogger(__name__)
 
 OPERATIONS = frozenset({"read", "create", "update", "patch", "delete", "list", "sudo", "subscribe", "recover"})
 RAR_NO_MATCH_TEXT = "No valid authorization_details claim found matching this request."
+MAX_PATH_CHARS = 8192
+MAX_NAMESPACE_CHARS = 1024
 
 
 class Code:
@@ -63,6 +84,9 @@ class Code:
     RAR_NO_MATCH = "RAR_NO_MATCH"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAVAILABLE = "UNAVAILABLE"
+
+
+ALL_CODES = tuple(v for k, v in vars(Code).items() if k.isupper())
 
 
 class BadRequest(ValueError):
@@ -94,6 +118,8 @@ class Decision:
     authorization_details: list[dict[str, Any]] = field(default_factory=list)
     granting_policies: list[str] = field(default_factory=list)
     refusing_policies: list[str] = field(default_factory=list)
+    authorization_details_json: str = "[]"
+    """``authorization_details`` as the JSON the API returns (computed once per token context)."""
 
 
 class Refusal(Exception):
@@ -108,16 +134,115 @@ AuditSink = Callable[[dict[str, Any]], None]
 """Appends one decision record durably; raises when it cannot (the decision becomes UNAVAILABLE)."""
 
 
-@dataclass
-class _Trace:
-    """What the pipeline learnt so far, for the audit record."""
+# ---------------------------------------------------------------- small immutable results
 
-    token_sha256: str = ""
-    token: ValidatedToken | None = None
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """The part of a decision that does not depend on the individual request (shared, read-only)."""
+
+    allowed: bool
+    code: str
+    reason: str
+    granting: tuple[str, ...] = ()
+    refusing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenFacts:
+    """A validated token and what the hot path needs from it (shared, read-only)."""
+
+    digest: str
+    issuer_norm: str
+    trust_key: str
+    token: ValidatedToken
+    context_key: tuple[Any, ...]
+    """Identifies the token's :class:`_Context`: every token of one agent with the same
+    authorization_details shares it."""
+    metadata: dict[str, Any]
+    """The token's part of the audit metadata (jwt_unique_id, jwt_issuer, ...), scrubbed."""
+
+
+@dataclass(slots=True)
+class _Context:
+    """Everything that depends on the directory for one (issuer, subject, actor, declared
+    authorization_details) in one namespace, for one directory generation. Shared by every token
+    that agrees on those (an agent's successive tokens differ in jti, iat and exp only)."""
+
+    generation: int
+    rar_audit: Any
+    """The declared authorization_details as the audit records them (scrubbed)."""
     subject: Entity | None = None
     actor: Entity | None = None
     registration: Registration | None = None
-    rar_raw: Any = None
+    refusal: _Outcome | None = None
+    entries: tuple[RarEntry, ...] | None = None
+    honoured: list[dict[str, Any]] = field(default_factory=list)
+    honoured_json: str = "[]"
+    token_only: _Outcome | None = None
+    subject_acl: ACL | None = None
+    ceiling: ACL | None = None
+    own: tuple[str, ...] = ()
+    ceiling_names: tuple[str, ...] = ()
+    results: dict[tuple[str, str], _Outcome] = field(default_factory=dict)
+
+
+_MAX_RESULTS_PER_CONTEXT = 256
+
+_EMPTY_METADATA: Mapping[str, Any] = {
+    "jwt_unique_id": "",
+    "jwt_issuer": "",
+    "jwt_audience_claim": [],
+    "jwt_authorization_details": [],
+    "jwt_transaction_claim": "",
+    "actor_entity_id": "",
+    "actor_entity_name": "",
+}
+
+
+@dataclass(slots=True)
+class _Trace:
+    """What the pipeline learnt so far, for the answer and the audit record."""
+
+    token_sha256: str = ""
+    facts: _TokenFacts | None = None
+    ctx: _Context | None = None
+
+
+class _BoundedCache:
+    """A size-bounded map for the hot path: two generations of plain dicts, lock-free reads.
+
+    Entries live in ``new``; when it is full it becomes ``old`` (the previous ``old`` is dropped).
+    A hit in ``old`` is promoted. Reads race harmlessly with writes (the worst case is a miss)."""
+
+    def __init__(self, size: int) -> None:
+        self._half = max(1, size // 2)
+        self._new: dict[Any, Any] = {}
+        self._old: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        value = self._new.get(key)
+        if value is None:
+            value = self._old.get(key)
+            if value is not None:
+                self.put(key, value)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            if len(self._new) >= self._half:
+                self._old = self._new
+                self._new = {}
+            self._new[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._new = {}
+            self._old = {}
+
+    def __len__(self) -> int:
+        return len(self._new) + len(self._old)
 
 
 def _trust(profile: Profile) -> TrustConfig:
@@ -137,25 +262,59 @@ def _trust(profile: Profile) -> TrustConfig:
     )
 
 
-class _LRU:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.data: OrderedDict[Any, Any] = OrderedDict()
-        self.lock = threading.Lock()
+# ---------------------------------------------------------------- time stamps and scrubbing
 
-    def get(self, key: Any) -> Any:
-        with self.lock:
-            value = self.data.get(key)
-            if value is not None:
-                self.data.move_to_end(key)
-            return value
+_stamp: tuple[int, str] = (-1, "")  # (second, its formatted prefix): replaced whole, read once
 
-    def put(self, key: Any, value: Any) -> None:
-        with self.lock:
-            self.data[key] = value
-            self.data.move_to_end(key)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
+
+def utc_timestamp(now: float | None = None) -> str:
+    """RFC 3339 UTC with microseconds (``2025-01-01T00:00:00.000000Z``), cheap on the hot path."""
+    global _stamp
+    t = time.time() if now is None else now
+    sec = int(t)
+    micros = round((t - sec) * 1_000_000)  # rounded like datetime.fromtimestamp
+    if micros >= 1_000_000:
+        sec, micros = sec + 1, micros - 1_000_000
+    cached_sec, prefix = _stamp
+    if sec != cached_sec:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _stamp = (sec, prefix)
+    return f"{prefix}.{micros:06d}Z"
+
+
+# Anything that looks like a compact JWS/JWT (what the audit log refuses to store: it never holds
+# a token). Requests and claims are attacker-influenced; their JWT-looking parts are redacted.
+_JWS = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+REDACTED = "[redacted: looks like a JWT]"
+_MAX_AUDIT_DEPTH = 16
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value`` with JWT-looking strings redacted and nesting bounded.
+
+    Values come from JSON documents (exact ``dict``/``list``/``str``/numbers), so exact type tests
+    are enough and much cheaper than ``isinstance`` against the ABCs; anything else is repr'd."""
+    t = type(value)
+    if t is str:
+        return _JWS.sub(REDACTED, value) if "eyJ" in value else value
+    if value is None or t is bool or t is int or t is float:
+        return value
+    if depth >= _MAX_AUDIT_DEPTH:
+        return "[truncated: nested too deeply]"
+    if t is dict:
+        return {
+            (k if type(k) is str and "eyJ" not in k else _scrub(str(k))): _scrub(v, depth + 1) for k, v in value.items()
+        }
+    if t is list or t is tuple:
+        return [_scrub(v, depth + 1) for v in value]
+    return _scrub(repr(value)[:1000])
+
+
+def _text(value: str) -> str:
+    return _JWS.sub(REDACTED, value) if "eyJ" in value else value
+
+
+# ---------------------------------------------------------------- the authorizer
 
 
 class Authorizer:
@@ -166,38 +325,66 @@ class Authorizer:
         audit: AuditSink,
         *,
         clock: Callable[[], float] = time.time,
+        token_cache_size: int = 16_384,
+        context_cache_size: int = 16_384,
     ) -> None:
         self.directory = directory
         self.validator = validator
         self.audit = audit
         self.clock = clock
-        self._tokens = _LRU(50_000)
+        self._tokens = _BoundedCache(token_cache_size)
+        self._seen = _BoundedCache(token_cache_size)
+        self._contexts = _BoundedCache(context_cache_size)
 
     # ---------------------------------------------------------------- entry point
 
     def authorize(self, req: AuthorizeInput) -> Decision:
         namespace = req.namespace or "root"
-        if req.path and req.operation not in OPERATIONS:
-            raise BadRequest(
-                "operation", f'operation must be one of {", ".join(sorted(OPERATIONS))}, got "{req.operation}"'
-            )
-        if not req.path and req.operation and req.operation not in OPERATIONS:
-            raise BadRequest("operation", f'unknown operation "{req.operation}"')
+        path, operation = req.path, req.operation
+        if path:
+            if operation not in OPERATIONS:
+                raise BadRequest(
+                    "operation", f'operation must be one of {", ".join(sorted(OPERATIONS))}, got "{operation[:64]}"'
+                )
+            if len(path) > MAX_PATH_CHARS:
+                raise BadRequest("path", f"path is longer than {MAX_PATH_CHARS} characters")
+        elif operation and operation not in OPERATIONS:
+            raise BadRequest("operation", f'unknown operation "{operation[:64]}"')
+        if len(namespace) > MAX_NAMESPACE_CHARS:
+            raise BadRequest("namespace", f"namespace is longer than {MAX_NAMESPACE_CHARS} characters")
+
         decision_id = str(uuid.uuid4())
         trace = _Trace()
+        honoured: list[dict[str, Any]] = []
+        honoured_json = "[]"
         try:
-            decision = self._decide(req, namespace, decision_id, trace)
+            outcome = self._decide(req, namespace, trace)
+            ctx = trace.ctx
+            if outcome.allowed and ctx is not None:
+                honoured, honoured_json = ctx.honoured, ctx.honoured_json
         except Refusal as refusal:
-            decision = Decision(False, refusal.code, refusal.reason, decision_id, refusing_policies=refusal.policies)
+            outcome = _Outcome(False, refusal.code, refusal.reason, refusing=tuple(refusal.policies))
+        except SQLAlchemyError as exc:
+            log.error("decision %s: the database is unavailable: %s", decision_id, exc)
+            outcome = _Outcome(False, Code.UNAVAILABLE, "the directory (database) is unavailable")
         except Exception:  # a bug refuses, it never allows
             log.exception("decision %s failed", decision_id)
-            decision = Decision(False, Code.UNAVAILABLE, "internal error while deciding", decision_id)
-        if trace.subject:
-            decision.entity_id = trace.subject.id
-        if trace.actor:
-            decision.actor_entity_id = trace.actor.id
-        if trace.registration:
-            decision.registration_id = trace.registration.id
+            outcome = _Outcome(False, Code.UNAVAILABLE, "internal error while deciding")
+
+        ctx = trace.ctx
+        decision = Decision(
+            outcome.allowed,
+            outcome.code,
+            outcome.reason,
+            decision_id,
+            entity_id=ctx.subject.id if ctx is not None and ctx.subject is not None else "",
+            actor_entity_id=ctx.actor.id if ctx is not None and ctx.actor is not None else "",
+            registration_id=ctx.registration.id if ctx is not None and ctx.registration is not None else "",
+            authorization_details=honoured,
+            granting_policies=list(outcome.granting),
+            refusing_policies=list(outcome.refusing),
+            authorization_details_json=honoured_json,
+        )
         record = self._audit_record(req, namespace, decision, trace)
         try:
             self.audit(record)
@@ -214,39 +401,94 @@ class Authorizer:
             )
         return decision
 
-    # ---------------------------------------------------------------- the pipeline
+    # ---------------------------------------------------------------- stage 1: the token
 
-    def _validate_token(self, token: str, namespace: str, trace: _Trace) -> tuple[Profile, ValidatedToken]:
+    def _profile(self, namespace: str, issuer_norm: str) -> tuple[Profile, TrustConfig | str] | None:
+        """The profile of an issuer and its trust configuration (or why it is unusable)."""
+
+        def load() -> tuple[Profile, TrustConfig | str] | None:
+            profile = self.directory.profile_for_issuer(namespace, issuer_norm)
+            if profile is None:
+                return None
+            try:
+                return profile, _trust(profile)
+            except ValueError as exc:
+                return profile, str(exc)
+
+        return self.directory.memo(("trust", namespace, issuer_norm), load)
+
+    def _token(self, token: str, namespace: str, trace: _Trace) -> tuple[Profile, _TokenFacts]:
         if not token:
             raise Refusal(Code.TOKEN_INVALID, "no token was presented")
-        try:
-            issuer = peek_issuer(token)
-        except TokenError as exc:
-            raise Refusal(Code.TOKEN_INVALID, exc.reason) from None
-        profile = self.directory.profile_for_issuer(namespace, normalize_issuer(issuer))
-        if profile is None:
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+        trace.token_sha256 = digest
+        cache_key = (namespace, digest)  # profiles, and so contexts, are per namespace
+        facts: _TokenFacts | None = self._tokens.get(cache_key)
+        if facts is None:
+            try:
+                issuer = peek_issuer(token)
+            except TokenError as exc:
+                raise Refusal(Code.TOKEN_INVALID, exc.reason) from None
+            issuer_norm = normalize_issuer(issuer)
+        else:
+            issuer, issuer_norm = facts.token.issuer, facts.issuer_norm
+        found = self._profile(namespace, issuer_norm)
+        if found is None:
             raise Refusal(
                 Code.ISSUER_UNKNOWN,
                 f'no OAuth resource-server profile for issuer "{issuer[:200]}" in namespace "{namespace}"',
             )
+        profile, trust = found
         if not profile.enabled:
             raise Refusal(Code.ISSUER_UNKNOWN, f'the profile "{profile.profile_name}" of this issuer is disabled')
-        trust = _trust(profile)
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        trace.token_sha256 = digest
-        key = (digest, trust.cache_key)
-        cached: ValidatedToken | None = self._tokens.get(key)
-        now = self.clock()
-        if cached is not None and now <= cached.expires_at + trust.clock_skew_leeway:
-            validated = cached
+        if isinstance(trust, str):
+            raise Refusal(Code.UNAVAILABLE, f'the profile "{profile.profile_name}" is unusable: {trust}')
+        key = trust.cache_key
+        if (
+            facts is not None
+            and facts.trust_key == key
+            and self.clock() < facts.token.expires_at + trust.clock_skew_leeway
+        ):
+            return profile, facts
+        try:
+            validated = self.validator.validate(token, trust)
+        except TokenError as exc:
+            raise Refusal(str(exc.code), exc.reason) from None
+        raw = validated.authorization_details
+        facts = _TokenFacts(
+            digest,
+            issuer_norm,
+            key,
+            validated,
+            (namespace, issuer_norm, key, validated.subject, validated.actor_subject, _rar_key(raw)),
+            _scrub(
+                {
+                    "jwt_unique_id": validated.unique_id,
+                    "jwt_issuer": validated.issuer,
+                    "jwt_audience_claim": list(validated.audiences),
+                    "jwt_transaction_claim": validated.transaction_claim or "",
+                }
+            ),
+        )
+        # Admission on the second sighting: a token presented once costs no cache entry (no
+        # objects for the garbage collector to scan), only a key in the "seen" set.
+        if self._seen.get(cache_key) is None:
+            self._seen.put(cache_key, True)
         else:
-            try:
-                validated = self.validator.validate(token, trust)
-            except TokenError as exc:
-                raise Refusal(str(exc.code), exc.reason) from None
-            self._tokens.put(key, validated)
-        trace.token = validated
-        return profile, validated
+            self._tokens.put(cache_key, facts)
+        return profile, facts
+
+    # ---------------------------------------------------------------- stage 2: the token's context
+
+    def _context(self, namespace: str, profile: Profile, facts: _TokenFacts) -> _Context:
+        key = facts.context_key
+        generation = self.directory.generation  # read BEFORE building: see the module docstring
+        ctx: _Context | None = self._contexts.get(key)
+        if ctx is not None and ctx.generation == generation:
+            return ctx
+        ctx = self._build_context(namespace, profile, facts.token, generation)
+        self._contexts.put(key, ctx)
+        return ctx
 
     def _entity_for(self, namespace: str, profile: Profile, external_id: str, role: str) -> Entity:
         alias = self.directory.alias(namespace, normalize_issuer(profile.issuer_id), external_id)
@@ -260,15 +502,23 @@ class Authorizer:
             raise Refusal(Code.SUBJECT_UNKNOWN, f'the alias of {role} "{external_id[:200]}" has no entity')
         return entity
 
-    def _context(self, entity: Entity) -> TemplateContext:
-        aliases = {
-            a.mount_accessor: AliasInfo(id=a.id, name=a.name, metadata={}, custom_metadata=dict(a.custom_metadata))
-            for a in self.directory.entity_aliases(entity.id)
-            if a.mount_accessor
-        }
-        return TemplateContext(
-            entity_id=entity.id, entity_name=entity.name, metadata=dict(entity.metadata), aliases=aliases
-        )
+    def _template_context(self, entity: Entity) -> TemplateContext:
+        def load() -> TemplateContext:
+            aliases: dict[str, AliasInfo] = {}
+            for a in self.directory.entity_aliases(entity.id):
+                accessor = a.mount_accessor
+                if not accessor and a.issuer:  # an alias named by its issuer: the profile's accessor
+                    profile = self.directory.profile_for_issuer(entity.namespace, normalize_issuer(a.issuer))
+                    accessor = profile.mount_accessor if profile is not None else ""
+                if accessor:
+                    aliases[accessor] = AliasInfo(
+                        id=a.id, name=a.name, metadata={}, custom_metadata=dict(a.custom_metadata)
+                    )
+            return TemplateContext(
+                entity_id=entity.id, entity_name=entity.name, metadata=dict(entity.metadata), aliases=aliases
+            )
+
+        return self.directory.memo(("template-context", entity.namespace, entity.id), load)
 
     def _acl(self, namespace: str, names: Sequence[str], entity: Entity) -> ACL:
         def load() -> ACL:
@@ -277,23 +527,29 @@ class Authorizer:
                 doc = self.directory.policy(namespace, name)
                 if doc is not None:
                     parsed.append(parse_policy(doc.text, name=name))
-            return ACL.build(parsed, self._context(entity))
+            return ACL.build(parsed, self._template_context(entity))
 
         return self.directory.memo(("acl", namespace, tuple(names), entity.id), load)
 
-    def _decide(self, req: AuthorizeInput, namespace: str, decision_id: str, trace: _Trace) -> Decision:
-        profile, token = self._validate_token(req.token, namespace, trace)
-        trace.rar_raw = token.authorization_details
+    def _build_context(self, namespace: str, profile: Profile, token: ValidatedToken, generation: int) -> _Context:
+        raw = token.authorization_details
+        ctx = _Context(generation=generation, rar_audit=_scrub(raw) if raw is not None else [])
+        try:
+            self._fill_context(ctx, namespace, profile, token)
+        except Refusal as refusal:
+            ctx.refusal = _Outcome(False, refusal.code, _text(refusal.reason), refusing=tuple(refusal.policies))
+        return ctx
 
+    def _fill_context(self, ctx: _Context, namespace: str, profile: Profile, token: ValidatedToken) -> None:
         # Subject, actor, registration.
         subject = self._entity_for(namespace, profile, token.subject, "subject")
-        trace.subject = subject
+        ctx.subject = subject
         if subject.disabled:
             raise Refusal(Code.ENTITY_DISABLED, f'entity "{subject.name}" is disabled')
         agent = subject
         if token.actor_subject is not None:
             actor = self._entity_for(namespace, profile, token.actor_subject, "actor")
-            trace.actor = actor
+            ctx.actor = actor
             if actor.disabled:
                 raise Refusal(Code.ENTITY_DISABLED, f'actor entity "{actor.name}" is disabled')
             agent = actor
@@ -301,9 +557,10 @@ class Authorizer:
         if registration is None:
             role = "actor" if token.actor_subject is not None else "subject"
             raise Refusal(Code.AGENT_NOT_REGISTERED, f'the {role} entity "{agent.name}" has no agent registration')
-        trace.registration = registration
+        ctx.registration = registration
 
-        # authorization_details.
+        # authorization_details: required unless the profile or the registration makes it optional;
+        # when present, always enforced.
         entries: list[RarEntry] | None = None
         if token.authorization_details is None:
             if not (profile.optional_authorization_details or registration.optional_authorization_details):
@@ -317,22 +574,22 @@ class Authorizer:
                 parsed = parse_authorization_details(token.authorization_details)
             except RarError as exc:
                 raise Refusal(Code.RAR_INVALID, str(exc)) from None
-            ctx = self._context(subject)
+            tctx = self._template_context(subject)
             entries = []
             for entry in parsed:
                 if isinstance(entry, ForeignEntry):
                     continue  # a type we do not own grants nothing here
-                rendered = render_entry(entry, ctx)
-                if rendered is not None:
+                rendered = render_entry(entry, tctx)
+                if rendered is not None:  # an unrenderable template skips the entry (Vault)
                     entries.append(rendered)
 
-        # Every declared entry must lie within the ceiling.
-        ceiling_names = list(registration.ceiling_policies)
+        # Every declared entry must lie within the ceiling (the registration's list, defaults included).
+        ceiling_names = tuple(registration.ceiling_policies)
         ceiling = self._acl(namespace, ceiling_names, agent)
         for entry in entries or ():
             result = self.directory.memo(
-                ("within", namespace, tuple(ceiling_names), agent.id, json.dumps(_entry_json(entry), sort_keys=True)),
-                lambda entry=entry: entry_within_ceiling(entry, ceiling),  # type: ignore[misc]
+                ("within", namespace, ceiling_names, agent.id, entry),
+                functools.partial(entry_within_ceiling, entry, ceiling),
             )
             if not result.ok:
                 raise Refusal(
@@ -341,72 +598,94 @@ class Authorizer:
                     f'ceiling of agent registration "{registration.display_name}": {result.reason}',
                     ceiling_names,
                 )
-        honoured = [_entry_json(e) for e in entries or ()]
-
-        if not req.path:
-            return Decision(
-                True,
-                Code.ALLOWED,
-                "the token is valid and every declared authorization_details entry is within the ceiling",
-                decision_id,
-                authorization_details=honoured,
-            )
-
-        params = dict(req.parameters or {})
-        if entries is not None:
-            ok, _matched = rar_allows(entries, req.path, req.operation, params)
-            if not ok:
-                raise Refusal(Code.RAR_NO_MATCH, f"RAR_NO_MATCH: {RAR_NO_MATCH_TEXT}")
         own = list(subject.policies)
         if not profile.no_default_policy and DEFAULT_POLICY not in own:
             own.append(DEFAULT_POLICY)
-        subject_acl = self._acl(namespace, own, subject)
-        baseline = subject_acl.check(req.path, req.operation, params)
-        if not baseline.allowed:
-            raise Refusal(
-                Code.PERMISSION_DENIED,
-                f'permission denied: the policies of entity "{subject.name}" do not allow {req.operation} on '
-                f'"{req.path}"',
-                list(baseline.denying_policies) or own,
-            )
-        capped = ceiling.check(req.path, req.operation, params)
-        if not capped.allowed:
-            raise Refusal(
-                Code.CEILING_EXCEEDED,
-                f'{req.operation} on "{req.path}" exceeds the ceiling of agent registration '
-                f'"{registration.display_name}"',
-                list(capped.denying_policies) or ceiling_names,
-            )
-        return Decision(
+        ctx.entries = tuple(entries) if entries is not None else None
+        ctx.honoured = [_entry_json(e) for e in entries or ()]
+        ctx.honoured_json = json.dumps(ctx.honoured, sort_keys=True)
+        ctx.ceiling_names = ceiling_names
+        ctx.ceiling = ceiling
+        ctx.own = tuple(own)
+        ctx.subject_acl = self._acl(namespace, ctx.own, subject)
+        ctx.token_only = _Outcome(
             True,
             Code.ALLOWED,
-            f'{req.operation} on "{req.path}" is allowed',
-            decision_id,
-            authorization_details=honoured,
-            granting_policies=sorted(set(baseline.granting_policies) | set(capped.granting_policies)),
+            "the token is valid and every declared authorization_details entry is within the ceiling",
+        )
+
+    # ---------------------------------------------------------------- stage 3: the request
+
+    def _decide(self, req: AuthorizeInput, namespace: str, trace: _Trace) -> _Outcome:
+        profile, facts = self._token(req.token, namespace, trace)
+        trace.facts = facts
+        ctx = self._context(namespace, profile, facts)
+        trace.ctx = ctx
+        if ctx.refusal is not None:
+            return ctx.refusal
+        if not req.path:
+            assert ctx.token_only is not None
+            return ctx.token_only
+        if req.parameters is None:
+            key = (req.path, req.operation)
+            outcome = ctx.results.get(key)
+            if outcome is None:
+                outcome = self._check(ctx, req.path, req.operation, None)
+                if len(ctx.results) < _MAX_RESULTS_PER_CONTEXT:
+                    ctx.results[key] = outcome
+            return outcome
+        return self._check(ctx, req.path, req.operation, dict(req.parameters))
+
+    @staticmethod
+    def _check(ctx: _Context, path: str, operation: str, params: Mapping[str, Any] | None) -> _Outcome:
+        assert ctx.subject is not None and ctx.registration is not None
+        assert ctx.subject_acl is not None and ctx.ceiling is not None
+        if ctx.entries is not None:
+            ok, _matched = rar_allows(ctx.entries, path, operation, params)
+            if not ok:
+                return _Outcome(False, Code.RAR_NO_MATCH, f"RAR_NO_MATCH: {RAR_NO_MATCH_TEXT}")
+        baseline = ctx.subject_acl.check(path, operation, params)
+        if not baseline.allowed:
+            return _Outcome(
+                False,
+                Code.PERMISSION_DENIED,
+                _text(
+                    f'permission denied: the policies of entity "{ctx.subject.name}" do not allow {operation} on '
+                    f'"{path[:1024]}" ({baseline.reason})'
+                ),
+                refusing=tuple(baseline.denying_policies) or ctx.own,
+            )
+        capped = ctx.ceiling.check(path, operation, params)
+        if not capped.allowed:
+            return _Outcome(
+                False,
+                Code.CEILING_EXCEEDED,
+                _text(
+                    f'{operation} on "{path[:1024]}" exceeds the ceiling of agent registration '
+                    f'"{ctx.registration.display_name}" ({capped.reason})'
+                ),
+                granting=tuple(baseline.granting_policies),
+                refusing=tuple(capped.denying_policies) or ctx.ceiling_names,
+            )
+        return _Outcome(
+            True,
+            Code.ALLOWED,
+            _text(f'{operation} on "{path[:1024]}" is allowed'),
+            granting=tuple(sorted(set(baseline.granting_policies) | set(capped.granting_policies))),
         )
 
     # ---------------------------------------------------------------- audit
 
     def _audit_record(self, req: AuthorizeInput, namespace: str, decision: Decision, trace: _Trace) -> dict[str, Any]:
-        token = trace.token
-        metadata: dict[str, Any] = {
-            "jwt_unique_id": token.unique_id if token else "",
-            "jwt_issuer": token.issuer if token else "",
-            "jwt_audience_claim": list(token.audiences) if token else [],
-            "jwt_authorization_details": _jsonable(trace.rar_raw) if trace.rar_raw is not None else [],
-            "jwt_transaction_claim": (token.transaction_claim or "") if token else "",
-            "actor_entity_id": trace.actor.id if trace.actor else "",
-            "actor_entity_name": trace.actor.name if trace.actor else "",
-        }
+        ctx = trace.ctx
         return {
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "time": utc_timestamp(),
             "decision_id": decision.decision_id,
             "code": decision.code,
             "allowed": decision.allowed,
-            "reason": decision.reason,
-            "namespace": namespace,
-            "path": req.path,
+            "reason": _text(decision.reason),
+            "namespace": _text(namespace),
+            "path": _text(req.path),
             "operation": req.operation,
             "entity_id": decision.entity_id,
             "actor_entity_id": decision.actor_entity_id,
@@ -414,8 +693,32 @@ class Authorizer:
             "granting_policies": decision.granting_policies,
             "refusing_policies": decision.refusing_policies,
             "token_sha256": trace.token_sha256,
-            "metadata": metadata,
+            "metadata": _metadata(trace.facts, ctx),
         }
+
+
+def _metadata(facts: _TokenFacts | None, ctx: _Context | None) -> Mapping[str, Any]:
+    """Vault's "OAuth JWT metadata" names (vault-semantics §3.3) for the audit record."""
+    if facts is None:
+        return _EMPTY_METADATA
+    actor = ctx.actor if ctx is not None else None
+    meta = facts.metadata
+    return {
+        "jwt_unique_id": meta["jwt_unique_id"],
+        "jwt_issuer": meta["jwt_issuer"],
+        "jwt_audience_claim": meta["jwt_audience_claim"],
+        "jwt_authorization_details": ctx.rar_audit if ctx is not None else [],
+        "jwt_transaction_claim": meta["jwt_transaction_claim"],
+        "actor_entity_id": actor.id if actor is not None else "",
+        "actor_entity_name": actor.name if actor is not None else "",
+    }
+
+
+def _rar_key(raw: Any) -> Any:
+    """A cache key for a decoded authorization_details claim: ``repr`` tells JSON values apart
+    (``1`` vs ``1.0`` vs ``True``, key order too, which only costs a miss) and is cheaper than a
+    canonical JSON dump."""
+    return None if raw is None else repr(raw)
 
 
 def _entry_json(entry: RarEntry) -> dict[str, Any]:
@@ -425,11 +728,3 @@ def _entry_json(entry: RarEntry) -> dict[str, Any]:
         out["path"] = entry.path
         return out
     return {"type": "vault:path_access", "path": entry.path, "capabilities": sorted(entry.capabilities)}
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)[:1000]

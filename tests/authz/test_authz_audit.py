@@ -1,0 +1,245 @@
+"""The audit trail of the authorization endpoint: every decision recorded before the answer, with
+Vault's metadata names, never the token (only its SHA-256); `agentceiling audit verify|tail`; and
+UNAVAILABLE when the audit log cannot be written."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from authz_support import Idp, World, make_world, path_access, sha256_hex, start_server, wait_healthy
+
+from agentceiling.store import audit_log
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+
+
+def _log(w: World) -> Path:
+    return Path(w.server.data_dir) / "audit" / "audit.log"
+
+
+def _record(path: Path, decision_id: str) -> dict[str, Any]:
+    for rec in audit_log.tail(path, 500):
+        if rec["decision"]["decision_id"] == decision_id:
+            return dict(rec["decision"])
+    raise AssertionError(f"decision {decision_id} is not in the audit log")
+
+
+def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", *args], capture_output=True, text=True, env=ENV, timeout=timeout
+    )
+
+
+def test_every_decision_is_recorded_before_the_answer_with_vaults_metadata(world: World) -> None:
+    w, idp = world, world.idp
+    human, _ = w.agent("auditee", register=False)
+    bot, reg = w.agent("audit-bot")
+    assert reg is not None
+    details = [path_access("secret/data/ci/app", "read")]
+    tok = idp.token("auditee", details, act="audit-bot", extra={"txn": "txn-42", "aud": ["agentceiling", "x"]})
+    claims = json.loads(base64.urlsafe_b64decode(tok.split(".")[1] + "=="))
+    r = w.authorize(tok, "secret/data/ci/app", "read")
+    assert r.code == "ALLOWED", r.reason
+    # Read right after the answer: the record is already in the file.
+    rec = _record(_log(w), r.decision_id)
+    assert rec["code"] == "ALLOWED" and rec["allowed"] is True
+    assert (rec["namespace"], rec["path"], rec["operation"]) == (w.ns, "secret/data/ci/app", "read")
+    assert (rec["entity_id"], rec["actor_entity_id"], rec["registration_id"]) == (human.id, bot.id, reg.id)
+    assert set(rec["granting_policies"]) == {"auditee-access", "audit-bot-ceiling"}
+    assert rec["refusing_policies"] == []
+    assert rec["token_sha256"] == sha256_hex(tok)
+    assert rec["time"].endswith("Z") and rec["decision_id"] == r.decision_id
+    assert rec["metadata"] == {
+        "jwt_unique_id": claims["jti"],
+        "jwt_issuer": idp.issuer,
+        "jwt_audience_claim": ["agentceiling", "x"],
+        "jwt_authorization_details": details,
+        "jwt_transaction_claim": "txn-42",
+        "actor_entity_id": bot.id,
+        "actor_entity_name": "audit-bot",
+    }
+
+    # A refusal names the policies that refused it.
+    r = w.authorize(idp.token("auditee", [path_access("secret/data/ci/x", "read")], act="audit-bot"), "nope", "read")
+    assert r.code == "RAR_NO_MATCH"
+    rec = _record(_log(w), r.decision_id)
+    assert (rec["code"], rec["allowed"]) == ("RAR_NO_MATCH", False)
+    r = w.authorize(idp.token("auditee", [path_access("secret/data/*", "read")], act="audit-bot"))
+    rec = _record(_log(w), r.decision_id)
+    assert rec["code"] == "CEILING_EXCEEDED" and "audit-bot-ceiling" in rec["refusing_policies"]
+
+
+def test_invalid_tokens_are_recorded_and_no_token_is_ever_stored(world: World) -> None:
+    w, idp = world, world.idp
+    w.agent("secretive")
+    good = idp.token("secretive", [path_access("secret/data/ci/app", "read")])
+    forged = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
+    other = Idp()
+    try:
+        unknown_issuer = other.token("secretive")
+    finally:
+        other.close()
+    tokens = {
+        good: "ALLOWED",
+        forged: "TOKEN_INVALID",
+        "not-a-token": "TOKEN_INVALID",
+        unknown_issuer: "ISSUER_UNKNOWN",
+        idp.token("secretive", lifetime=-100): "TOKEN_EXPIRED",
+    }
+    ids = {}
+    for tok, code in tokens.items():
+        r = w.authorize(tok, "secret/data/ci/app", "read")
+        assert r.code == code, (code, r.reason)
+        ids[tok] = r.decision_id
+    # A token smuggled into the request path is redacted, and the decision is still recorded.
+    r = w.authorize(good, f"secret/data/ci/{good}", "read")
+    assert r.code == "RAR_NO_MATCH"
+    smuggled = _record(_log(w), r.decision_id)
+    assert "[redacted" in smuggled["path"]
+
+    raw = _log(w).read_text()
+    for tok, decision_id in ids.items():
+        assert tok not in raw
+        rec = _record(_log(w), decision_id)
+        assert rec["token_sha256"] == sha256_hex(tok) and rec["code"] == tokens[tok]
+    assert good.split(".")[2] not in raw  # not even the signature
+
+
+def test_audit_verify_detects_edits_removals_and_reordering(world: World, tmp_path: Path) -> None:
+    w, idp = world, world.idp
+    w.agent("verified")
+    for i in range(4):
+        w.authorize(idp.token("verified", [path_access(f"secret/data/ci/{i}", "read")]), f"secret/data/ci/{i}", "read")
+    live = _log(w)
+    ok = _cli("audit", "verify", "--data-dir", str(w.server.data_dir))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("ok: ")
+
+    lines = live.read_bytes().splitlines(keepends=True)
+    assert len(lines) >= 4
+    variants = {
+        "edited": [*lines[:-2], lines[-2].replace(b'"allowed":true', b'"allowed":false'), lines[-1]],
+        "removed": [*lines[:-3], *lines[-2:]],
+        "reordered": [*lines[:-3], lines[-2], lines[-3], lines[-1]],
+    }
+    assert variants["edited"] != lines
+    for name, content in variants.items():
+        f = tmp_path / f"{name}.log"
+        f.write_bytes(b"".join(content))
+        res = _cli("audit", "verify", "--file", str(f))
+        assert res.returncode == 1, (name, res.stdout, res.stderr)
+        assert "FAILED at record" in res.stdout, name
+        assert "Traceback" not in res.stderr
+    missing = _cli("audit", "verify", "--file", str(tmp_path / "absent.log"))
+    assert missing.returncode == 2 and "no audit log" in missing.stderr
+
+
+def test_audit_tail(world: World) -> None:
+    w, idp = world, world.idp
+    w.agent("tailed")
+    r = w.authorize(idp.token("tailed", [path_access("secret/data/ci/t", "read")]), "secret/data/ci/t", "read")
+    data_dir = str(w.server.data_dir)
+    as_json = _cli("audit", "tail", "-n", "3", "--json", "--data-dir", data_dir)
+    assert as_json.returncode == 0, as_json.stderr
+    lines = as_json.stdout.splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[-1])["decision"]["decision_id"] == r.decision_id
+    human = _cli("audit", "tail", "-n", "1", "--data-dir", data_dir)
+    assert human.returncode == 0 and "ALLOWED" in human.stdout and r.decision_id in human.stdout
+
+    cmd = [sys.executable, "-m", "agentceiling.cli", "audit", "tail", "-n", "0", "--follow", "--json"]
+    follow = subprocess.Popen(
+        [*cmd, "--data-dir", data_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        time.sleep(1.0)  # let it reach the end of the file
+        r2 = w.authorize(idp.token("tailed", [path_access("secret/data/ci/u", "read")]), "secret/data/ci/u", "read")
+        assert follow.stdout is not None
+        line = follow.stdout.readline()
+        assert json.loads(line)["decision"]["decision_id"] == r2.decision_id
+    finally:
+        follow.send_signal(signal.SIGINT)
+        try:
+            follow.wait(10)
+        except subprocess.TimeoutExpired:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode in (0, 130), follow.returncode
+
+
+# ---------------------------------------------------------------- the audit log fails closed
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return ""
+    return str(request.getfixturevalue("pg_cluster").create_database())
+
+
+@pytest.fixture
+def lone_idp() -> Iterator[Idp]:
+    i = Idp()
+    yield i
+    i.close()
+
+
+def test_unavailable_when_the_audit_log_is_dev_full(db_url: str, tmp_path: Path, lone_idp: Idp) -> None:
+    data = tmp_path / "data"
+    (data / "audit").mkdir(parents=True, mode=0o700)
+    (data / "audit" / "audit.log").symlink_to("/dev/full")
+    srv = start_server(data, db_url)
+    try:
+        wait_healthy(srv.authz_address, proc=srv.proc)
+        w = make_world(srv, lone_idp)
+        w.agent("unaudited")
+        for _ in range(2):
+            r = w.authorize(
+                lone_idp.token("unaudited", [path_access("secret/data/ci/a", "read")]), "secret/data/ci/a", "read"
+            )
+            assert (r.allowed, r.code) == (False, "UNAVAILABLE"), r.reason
+            assert "audit" in r.reason
+    finally:
+        srv.stop()
+
+
+def test_unavailable_once_the_audit_log_is_replaced_under_the_server(
+    db_url: str, tmp_path: Path, lone_idp: Idp
+) -> None:
+    srv = start_server(tmp_path / "data", db_url)
+    try:
+        wait_healthy(srv.authz_address, proc=srv.proc)
+        w = make_world(srv, lone_idp)
+        w.agent("moved")
+
+        def ask() -> Any:
+            return w.authorize(
+                lone_idp.token("moved", [path_access("secret/data/ci/a", "read")]), "secret/data/ci/a", "read"
+            )
+
+        assert ask().code == "ALLOWED"
+        log = _log(w)
+        shutil.move(log, log.with_name("audit.log.moved"))
+        log.write_text("")
+        for _ in range(3):
+            r = ask()
+            assert (r.allowed, r.code) == (False, "UNAVAILABLE"), r.reason
+        assert "unavailable" in srv.log().lower()
+    finally:
+        srv.stop()

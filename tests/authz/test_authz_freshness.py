@@ -1,0 +1,194 @@
+"""Caches never outlive a control-plane change by more than a second: a tightened ceiling, a
+deleted registration or a disabled entity is enforced for a token already seen (and cached), in
+the all-in-one server and across separately deployed replicas (`--role control` plus two
+`--role authz` processes sharing one database)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from authz_support import (
+    ACCESS,
+    CEILING,
+    ControlClient,
+    Idp,
+    World,
+    authorize,
+    eventually,
+    path_access,
+    start_role,
+    uniq,
+    wait_healthy,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+BOUND = 1.0  # seconds: the freshness requirement
+PATH = "secret/data/ci/app"
+NARROW = 'path "secret/data/ci/other" {\n  capabilities = ["read"]\n}\n'
+
+
+def _timed(change: Callable[[], object], check: Callable[[], bool]) -> float:
+    """Seconds from the moment the control-plane call returned until ``check()`` holds."""
+    change()
+    return eventually(check, timeout=10, interval=0.01)
+
+
+def test_revocations_reach_a_cached_token_within_a_second(world: World) -> None:
+    w, idp = world, world.idp
+    ent, reg = w.agent("revocable")
+    assert reg is not None
+    tok = idp.token("revocable", [path_access(PATH, "read")])
+
+    def code() -> str:
+        return str(w.authorize(tok, PATH, "read").code)
+
+    for _ in range(3):  # seen and cached
+        assert code() == "ALLOWED"
+
+    elapsed = _timed(lambda: w.cc.policy("revocable-ceiling", NARROW), lambda: code() == "CEILING_EXCEEDED")
+    assert elapsed < BOUND, elapsed
+    w.cc.policy("revocable-ceiling", CEILING)
+    eventually(lambda: code() == "ALLOWED")
+
+    elapsed = _timed(lambda: w.cc.set_disabled(ent, True), lambda: code() == "ENTITY_DISABLED")
+    assert elapsed < BOUND, elapsed
+    w.cc.set_disabled(ent, False)
+    eventually(lambda: code() == "ALLOWED")
+
+    # The subject's own ACL narrowed.
+    elapsed = _timed(
+        lambda: w.cc.policy("revocable-access", 'path "secret/data/ci/other" {\n  capabilities = ["read"]\n}\n'),
+        lambda: code() == "PERMISSION_DENIED",
+    )
+    assert elapsed < BOUND, elapsed
+    w.cc.policy("revocable-access", ACCESS)
+    eventually(lambda: code() == "ALLOWED")
+
+    elapsed = _timed(lambda: w.cc.delete_registration(reg), lambda: code() == "AGENT_NOT_REGISTERED")
+    assert elapsed < BOUND, elapsed
+
+
+# ---------------------------------------------------------------- separately deployed replicas
+
+
+class Cluster:
+    def __init__(self, control: Any, replicas: list[Any]) -> None:
+        self.control = control
+        self.replicas = replicas
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp(f"replicas-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{base / 'shared.db'}"
+    else:
+        url = str(request.getfixturevalue("pg_cluster").create_database())
+    started: list[Any] = []
+    try:
+        started.append(start_role(base / "control", url, "control"))
+        for i in range(2):
+            started.append(start_role(base / f"authz-{i}", url, "authz"))
+        yield Cluster(started[0], started[1:])
+    finally:
+        for srv in started:
+            rc = srv.stop()
+            assert rc == 0, f"exited with {rc}:\n{srv.log()[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def cluster_idp() -> Iterator[Idp]:
+    i = Idp()
+    yield i
+    i.close()
+
+
+def _health(address: str, service: str = "") -> int:
+    with grpc.insecure_channel(address) as ch:
+        return int(
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+        )
+
+
+def test_each_role_serves_only_its_listener(cluster: Cluster) -> None:
+    for replica in cluster.replicas:
+        assert _health(replica.authz_address, "agentceiling.v1.Authorization") == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            _health(replica.address)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert not (replica.data_dir / "admin-token").exists()
+    wait_healthy(cluster.control.address)
+    with pytest.raises(grpc.RpcError) as err:
+        _health(cluster.control.authz_address)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _setup(cluster: Cluster, idp: Idp) -> tuple[ControlClient, Any, Any, str]:
+    cc = ControlClient(cluster.control.channel(), cluster.control.token, namespace=uniq("ns"))
+    cc.profile(idp, supported_algorithms=["ES256"], audiences=["agentceiling"])
+    name = uniq("replicated")
+    cc.policy(f"{name}-ceiling", CEILING)
+    cc.policy(f"{name}-access", ACCESS)
+    ent = cc.entity(name, [f"{name}-access"])
+    cc.alias(ent, idp, name)
+    reg = cc.register(ent, name, [f"{name}-ceiling"])
+    return cc, ent, reg, name
+
+
+def _race(cluster: Cluster, token: str, namespace: str, want: str, change: Callable[[], object]) -> list[float]:
+    """Make the change, then poll every replica in parallel; seconds until each answers ``want``."""
+    times: list[float] = [float("inf")] * len(cluster.replicas)
+    start = threading.Event()
+    t0 = [0.0]
+
+    def poll(i: int, address: str) -> None:
+        start.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if authorize(address, token, PATH, "read", namespace=namespace).code == want:
+                times[i] = time.monotonic() - t0[0]
+                return
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=poll, args=(i, r.authz_address)) for i, r in enumerate(cluster.replicas)]
+    for t in threads:
+        t.start()
+    change()
+    t0[0] = time.monotonic()
+    start.set()
+    for t in threads:
+        t.join()
+    return times
+
+
+def test_a_tightened_ceiling_is_enforced_by_every_replica_within_a_second(cluster: Cluster, cluster_idp: Idp) -> None:
+    cc, _ent, _reg, name = _setup(cluster, cluster_idp)
+    tok = cluster_idp.token(name, [path_access(PATH, "read")])
+    for replica in cluster.replicas:
+        for _ in range(2):
+            r = authorize(replica.authz_address, tok, PATH, "read", namespace=cc.namespace)
+            assert r.code == "ALLOWED", r.reason
+    times = _race(cluster, tok, cc.namespace, "CEILING_EXCEEDED", lambda: cc.policy(f"{name}-ceiling", NARROW))
+    assert max(times) < BOUND, times
+
+
+def test_revocations_are_enforced_by_every_replica_within_a_second(cluster: Cluster, cluster_idp: Idp) -> None:
+    cc, ent, reg, name = _setup(cluster, cluster_idp)
+    tok = cluster_idp.token(name, [path_access(PATH, "read")])
+    for replica in cluster.replicas:
+        assert authorize(replica.authz_address, tok, PATH, "read", namespace=cc.namespace).code == "ALLOWED"
+    times = _race(cluster, tok, cc.namespace, "ENTITY_DISABLED", lambda: cc.set_disabled(ent, True))
+    assert max(times) < BOUND, times
+    times = _race(
+        cluster,
+        tok,
+        cc.namespace,
+        "AGENT_NOT_REGISTERED",
+        lambda: (cc.set_disabled(ent, False), cc.delete_registration(reg)),
+    )
+    assert max(times) < BOUND, times

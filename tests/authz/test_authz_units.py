@@ -1,0 +1,57 @@
+"""Pure helpers of the decision pipeline (no server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from authz_support import Idp, path_access
+
+from agentceiling.service.authz import REDACTED, _BoundedCache, _rar_key, _scrub, utc_timestamp
+
+
+def test_utc_timestamp_matches_rfc3339_with_microseconds() -> None:
+    cases = [0.0, 1.5, 1_700_000_000.123456, 1_700_000_000.999999, 1_700_000_001.000001, 4_102_444_799.5]
+    cases += [1_700_000_000 + i / 997 for i in range(997)]
+    for t in cases:
+        want = dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert utc_timestamp(t) == want
+    assert utc_timestamp().endswith("Z")
+
+
+def test_scrub_redacts_jwts_and_bounds_nesting() -> None:
+    idp = Idp()
+    try:
+        tok = idp.token("x", [path_access("a", "read")])
+    finally:
+        idp.close()
+    value = {"a": [f"prefix {tok} suffix", {"b": tok}], tok: 1, "n": [1, 2.5, True, None]}
+    out = _scrub(value)
+    text = json.dumps(out)
+    assert tok not in text and text.count(REDACTED) == 3
+    assert out["n"] == [1, 2.5, True, None]
+    deep: list[object] = []
+    node = deep
+    for _ in range(100):
+        node.append([])
+        node = node[0]  # type: ignore[assignment]
+    assert "nested too deeply" in json.dumps(_scrub(deep))
+    assert _scrub("eyJ is just text") == "eyJ is just text"
+
+
+def test_bounded_cache_keeps_at_most_its_size_and_promotes_hits() -> None:
+    cache = _BoundedCache(10)
+    for i in range(100):
+        cache.put(i, str(i))
+        assert len(cache) <= 10
+    assert cache.get(99) == "99" and cache.get(0) is None
+    cache.put("hot", 1)
+    for i in range(4):
+        cache.put(("x", i), i)
+        assert cache.get("hot") == 1  # promoted out of the old half each time it is used
+
+
+def test_rar_key_tells_json_values_apart() -> None:
+    keys = {_rar_key(v) for v in ([{"a": 1}], [{"a": 1.0}], [{"a": True}], [{"a": "1"}], [], None)}
+    assert len(keys) == 6
+    assert _rar_key(None) is None
