@@ -271,7 +271,6 @@ def _parse_json_line(line: bytes) -> Any:
 class _Pending:
     payload: bytes  # canonical JSON of the decision
     future: Future[AuditReceipt]
-    sync: bool = False  # an append() caller waits for it and commits it itself if nobody else does
 
 
 class AuditLog:
@@ -302,8 +301,6 @@ class AuditLog:
         self._close_lock = threading.Lock()
         self._closed = False
         self._last_batch = 1
-        self._leading = False  # a thread is committing a batch (the writer or an append() caller)
-        self._async_waiting = 0  # queued records of submit() callers, which only the writer commits
         self._batches = 0
         self._records = 0
         # Owned by the writer thread once it runs (published under _cond for the properties).
@@ -471,9 +468,6 @@ class AuditLog:
         resolves the future with :class:`AuditUnavailable`.  Cancelling the future before the writer
         picks it up drops the record.
         """
-        return self._enqueue(decision, sync=False)
-
-    def _enqueue(self, decision: Mapping[str, Any], *, sync: bool) -> Future[AuditReceipt]:
         payload = self._encode(decision)
         fut: Future[AuditReceipt] = Future()
         with self._cond:
@@ -482,10 +476,8 @@ class AuditLog:
             elif self._closing:
                 fut.set_exception(AuditUnavailable(f"audit log {self.path} is closed"))
             else:
-                self._queue.append(_Pending(payload, fut, sync))
-                if not sync:
-                    self._async_waiting += 1
-                    self._cond.notify_all()
+                self._queue.append(_Pending(payload, fut))
+                self._cond.notify()
         return fut
 
     def append(self, decision: Mapping[str, Any], *, timeout: float | None = None) -> AuditReceipt:
@@ -494,52 +486,12 @@ class AuditLog:
         Raises :class:`AuditUnavailable` if it could not be (including after ``timeout`` seconds, in
         which case the record may still be written later).
         """
-        # Group commit without a hand-off: a caller that finds nobody committing becomes the
-        # leader and commits every queued record (its own and those of callers that arrived
-        # meanwhile), batch after batch, until the queue is empty. The others just wait for their
-        # record's receipt: no wake-up storms, no thread switch for a lone caller.
-        fut = self._enqueue(decision, sync=True)
-        self._lead()
+        fut = self.submit(decision)
         try:
             return fut.result(timeout)
         except TimeoutError:
             fut.cancel()
             raise AuditUnavailable(f"audit log {self.path}: timed out after {timeout}s") from None
-
-    def _lead(self) -> None:
-        """Commit what is queued until the queue is empty, unless another thread is committing."""
-        with self._cond:
-            if self._leading or self._error is not None:
-                return
-            self._leading = True
-        batch: list[_Pending] = []
-        try:
-            while True:
-                with self._cond:
-                    batch = self._take_batch()
-                    if not batch:
-                        self._leading = False
-                        self._cond.notify_all()  # the writer thread and close() wait for this
-                        return
-                self._commit(batch)
-        except BaseException as exc:
-            self._fail(exc, batch)
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
-
-    def _take_batch(self) -> list[_Pending]:
-        """Called with _cond held."""
-        batch: list[_Pending] = []
-        size = 0
-        while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
-            item = self._queue.popleft()
-            if not item.sync:
-                self._async_waiting -= 1
-            if item.future.set_running_or_notify_cancel():
-                batch.append(item)
-                size += len(item.payload)
-        return batch
 
     def close(self) -> None:
         """Write out everything already submitted, then release the file and the lock. Idempotent."""
@@ -618,32 +570,25 @@ class AuditLog:
     # -- writer thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Commits for submit() callers (append() callers commit for themselves), and drains the
-        queue on close."""
         batch: list[_Pending] = []
         try:
             while True:
                 with self._cond:
-                    while (self._leading or not self._async_waiting) and not self._closing:
+                    while not self._queue and not self._closing:
                         self._cond.wait()
-                    if self._closing:
-                        while self._leading:
-                            self._cond.wait()
-                        if not self._queue:
-                            return  # closing, and everything is written
+                    if not self._queue:
+                        return  # closing, and everything is written
                     self._linger()
-                    if self._leading:  # an append() caller took over while we lingered
-                        continue
-                    self._leading = True
-                    batch = self._take_batch()
-                try:
-                    if batch:
-                        self._commit(batch)
                     batch = []
-                finally:
-                    with self._cond:
-                        self._leading = False
-                        self._cond.notify_all()
+                    size = 0
+                    while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
+                        item = self._queue.popleft()
+                        if item.future.set_running_or_notify_cancel():
+                            batch.append(item)
+                            size += len(item.payload)
+                if batch:
+                    self._commit(batch)
+                    batch = []
         except BaseException as exc:
             self._fail(exc, batch)
 
