@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from authz_support import Idp, World, make_world, path_access, sha256_hex, start_server, wait_healthy
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentceiling.store import audit_log
 
@@ -219,6 +221,11 @@ def test_unavailable_when_the_audit_log_is_dev_full(db_url: str, tmp_path: Path,
         srv.stop()
 
 
+def _health(address: str) -> int:
+    with grpc.insecure_channel(address) as ch:
+        return int(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+
+
 def test_unavailable_once_the_audit_log_is_replaced_under_the_server(
     db_url: str, tmp_path: Path, lone_idp: Idp
 ) -> None:
@@ -241,5 +248,8 @@ def test_unavailable_once_the_audit_log_is_replaced_under_the_server(
             r = ask()
             assert (r.allowed, r.code) == (False, "UNAVAILABLE"), r.reason
         assert "unavailable" in srv.log().lower()
+        # Health says so on the authorization listener; the control plane is unaffected.
+        assert _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING
     finally:
         srv.stop()

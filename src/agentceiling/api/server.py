@@ -81,7 +81,11 @@ def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> heal
     return servicer
 
 
-AuthzFactory = Callable[[Database, ServerConfig], tuple[Callable[[grpc.Server], list[str]], Callable[[], None]]]
+# (database, config) -> (register(server, mark_unhealthy) -> service names, close)
+AuthzFactory = Callable[
+    [Database, ServerConfig],
+    tuple[Callable[[grpc.Server, Callable[[], None]], list[str]], Callable[[], None]],
+]
 
 
 class Server:
@@ -142,9 +146,17 @@ class Server:
                 options=_options(cfg),
                 maximum_concurrent_rpcs=cfg.workers * 16,
             )
-            services = register(server)
+            holder: list[tuple[health.HealthServicer, list[str]]] = []
+
+            def mark_unhealthy() -> None:
+                for servicer, names in holder:
+                    for name in names:
+                        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+            services = register(server, mark_unhealthy)
             self.ports["authz"] = _bind(server, cfg.authz_listen, cfg)
             hs = _add_health_and_reflection(server, services)
+            holder.append((hs, ["", *services]))
             server.start()
             self._servers.append((server, hs, ["", *services]))
             log.info("authorization endpoint listening on %s", cfg.authz_listen)

@@ -53,7 +53,9 @@ def tune_gc() -> None:
     gc.set_threshold(max(g0, GC_GEN0_THRESHOLD), max(g1, 20), max(g2, 20))
 
 
-def build_authz(db: Database, cfg: Any) -> tuple[Callable[[grpc.Server], list[str]], Callable[[], None]]:
+def build_authz(
+    db: Database, cfg: Any
+) -> tuple[Callable[[grpc.Server, Callable[[], None]], list[str]], Callable[[], None]]:
     from agentceiling.api import authz as api
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
@@ -68,13 +70,23 @@ def build_authz(db: Database, cfg: Any) -> tuple[Callable[[grpc.Server], list[st
         raise
     validator = TokenValidator(KeySourceRegistry())
 
+    unhealthy: list[Callable[[], None]] = []
+
     def sink(record: dict[str, Any]) -> None:
         # Durable before the answer; a stuck disk becomes UNAVAILABLE rather than a hung call.
-        audit.append(record, timeout=AUDIT_TIMEOUT)
+        try:
+            audit.append(record, timeout=AUDIT_TIMEOUT)
+        except Exception:
+            # No decision can be made any more: health checks say so, so load balancers stop
+            # sending agents here.
+            for mark in unhealthy:
+                mark()
+            raise
 
     authorizer = Authorizer(directory, validator, sink)
 
-    def register(server: grpc.Server) -> list[str]:
+    def register(server: grpc.Server, mark_unhealthy: Callable[[], None]) -> list[str]:
+        unhealthy.append(mark_unhealthy)
         services = api.register(server, authorizer)
         tune_gc()  # last thing before serving
         return services
