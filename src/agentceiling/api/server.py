@@ -7,7 +7,7 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,7 +40,6 @@ class ServerConfig:
     max_message_bytes: int = 4 * MiB
     workers: int = 32
     grace_seconds: float = 15.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
