@@ -270,7 +270,30 @@ def _parse_json_line(line: bytes) -> Any:
 @dataclass(slots=True)
 class _Pending:
     payload: bytes  # canonical JSON of the decision
-    future: Future[AuditReceipt]
+    future: Future[AuditReceipt] | None  # submit(); append() waits on ``event`` instead
+    # Every record in the queue shares one Event, set once its group commit is done: one wake-up
+    # per group instead of a Future (and its condition variable) per record.
+    event: threading.Event
+    receipt: AuditReceipt | None = None
+    error: AuditUnavailable | None = None
+    done: bool = False
+    abandoned: bool = False  # its append() timed out before the writer took it
+
+    def take(self) -> bool:
+        """Called by the writer with the queue lock held: False drops the record."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.abandoned
+
+    def resolve(self, receipt: AuditReceipt | None, error: AuditUnavailable | None) -> None:
+        if self.future is not None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(receipt)  # type: ignore[arg-type]
+        self.receipt, self.error, self.done = receipt, error, True
 
 
 class AuditLog:
@@ -296,6 +319,7 @@ class AuditLog:
         self._max_delay = max_delay
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[_Pending] = collections.deque()
+        self._event = threading.Event()  # shared by every record now in the queue
         self._closing = False
         self._error: AuditUnavailable | None = None
         self._close_lock = threading.Lock()
@@ -468,17 +492,21 @@ class AuditLog:
         resolves the future with :class:`AuditUnavailable`.  Cancelling the future before the writer
         picks it up drops the record.
         """
-        payload = self._encode(decision)
         fut: Future[AuditReceipt] = Future()
-        with self._cond:
-            if self._error is not None:
-                fut.set_exception(self._unavailable())
-            elif self._closing:
-                fut.set_exception(AuditUnavailable(f"audit log {self.path} is closed"))
-            else:
-                self._queue.append(_Pending(payload, fut))
-                self._cond.notify()
+        self._enqueue(self._encode(decision), fut)
         return fut
+
+    def _enqueue(self, payload: bytes, fut: Future[AuditReceipt] | None) -> _Pending:
+        with self._cond:
+            item = _Pending(payload, fut, self._event)
+            if self._error is not None:
+                item.resolve(None, self._unavailable())
+            elif self._closing:
+                item.resolve(None, AuditUnavailable(f"audit log {self.path} is closed"))
+            else:
+                self._queue.append(item)
+                self._cond.notify()
+        return item
 
     def append(self, decision: Mapping[str, Any], *, timeout: float | None = None) -> AuditReceipt:
         """Append ``decision``; returns once the record is written and (with fsync) durable.
@@ -486,12 +514,20 @@ class AuditLog:
         Raises :class:`AuditUnavailable` if it could not be (including after ``timeout`` seconds, in
         which case the record may still be written later).
         """
-        fut = self.submit(decision)
-        try:
-            return fut.result(timeout)
-        except TimeoutError:
-            fut.cancel()
-            raise AuditUnavailable(f"audit log {self.path}: timed out after {timeout}s") from None
+        item = self._enqueue(self._encode(decision), None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not item.done:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if (remaining is not None and remaining <= 0) or not item.event.wait(remaining):
+                if item.done:
+                    break
+                with self._cond:
+                    item.abandoned = True
+                raise AuditUnavailable(f"audit log {self.path}: timed out after {timeout}s")
+        if item.error is not None:
+            raise item.error
+        assert item.receipt is not None
+        return item.receipt
 
     def close(self) -> None:
         """Write out everything already submitted, then release the file and the lock. Idempotent."""
@@ -583,12 +619,16 @@ class AuditLog:
                     size = 0
                     while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
                         item = self._queue.popleft()
-                        if item.future.set_running_or_notify_cancel():
+                        if item.take():
                             batch.append(item)
                             size += len(item.payload)
+                    event, self._event = self._event, threading.Event()
+                    for left in self._queue:  # records that did not fit wait for the next group
+                        left.event = self._event
                 if batch:
                     self._commit(batch)
                     batch = []
+                event.set()
         except BaseException as exc:
             self._fail(exc, batch)
 
@@ -635,7 +675,7 @@ class AuditLog:
             self._batches += 1
             self._last_batch = len(batch)
         for item, receipt in zip(batch, receipts, strict=True):
-            item.future.set_result(receipt)
+            item.resolve(receipt, None)
 
     def _check_still_linked(self) -> None:
         """Records written to a deleted or renamed-away file are not in the audit log."""
@@ -663,11 +703,13 @@ class AuditLog:
             pending = list(self._queue)
             self._queue.clear()
         for item in batch:
-            if not item.future.done():
-                item.future.set_exception(self._unavailable())
+            if not item.done:
+                item.resolve(None, self._unavailable())
+            item.event.set()
         for item in pending:
-            if item.future.set_running_or_notify_cancel():
-                item.future.set_exception(self._unavailable())
+            if item.take():
+                item.resolve(None, self._unavailable())
+            item.event.set()
 
     def _unavailable(self) -> AuditUnavailable:
         """A fresh exception per waiter (one instance raised in many threads gets a mixed traceback)."""
@@ -677,20 +719,25 @@ class AuditLog:
         return error
 
 
+_CONTAINERS = (dict, list, tuple)
+_STR_ONLY = {str}
+
+
 def _check_keys(obj: dict[str, Any] | list[Any] | tuple[Any, ...], depth: int) -> None:
     """Keys must be strings (int keys would re-sort differently after a JSON round trip)."""
     if depth > 64:
         raise ValueError("audit decision is nested too deeply")
     if isinstance(obj, dict):
-        for k, v in obj.items():
-            if type(k) is not str:
-                raise TypeError(f"audit decision keys must be strings, got {type(k).__name__}")
-            if isinstance(v, dict | list | tuple):
-                _check_keys(v, depth + 1)
+        key_types = set(map(type, obj))  # C-speed: this runs for every decision
+        if not key_types <= _STR_ONLY:
+            bad = next(t for t in key_types if t is not str)
+            raise TypeError(f"audit decision keys must be strings, got {bad.__name__}")
+        values: Any = obj.values()
     else:
-        for v in obj:
-            if isinstance(v, dict | list | tuple):
-                _check_keys(v, depth + 1)
+        values = obj
+    for v in values:
+        if type(v) in _CONTAINERS or isinstance(v, _CONTAINERS):
+            _check_keys(v, depth + 1)
 
 
 # --------------------------------------------------------------------------------------------------
