@@ -107,9 +107,16 @@ def _check_name(v: Violations, field: str, value: str) -> None:
         v.add(field, "must not contain control characters")
 
 
-def _pem_kind(pem: str) -> str:
-    """Return "public", "certificate" or "private"; raise ValueError when it is none of them."""
+class UnusableKey(ValueError):
+    """A PEM public key that parses but that no supported algorithm can use."""
+
+
+def pem_kind(pem: str) -> str:
+    """Return "public", "certificate" or "private"; raise ValueError when it is none of them
+    (``UnusableKey`` for a public key of a type we cannot use). Shared with the Terraform
+    provider's plan-time checks."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     data = pem.strip().encode()
@@ -118,6 +125,8 @@ def _pem_kind(pem: str) -> str:
     try:
         load_pem_public_key(data)
         return "public"
+    except UnsupportedAlgorithm as exc:
+        raise UnusableKey(str(exc)) from None
     except (ValueError, TypeError):
         pass
     try:
@@ -182,7 +191,7 @@ def validate_profile(p: Profile, prior: Profile | None = None) -> list[str]:
             v.add(f"public_keys[{i}].pem", "pem is required")
             continue
         try:
-            kind = _pem_kind(key.pem)
+            kind = pem_kind(key.pem)
         except ValueError:
             v.add(f"public_keys[{i}].pem", "pem must be a PEM-encoded public key or certificate")
             continue

@@ -188,22 +188,15 @@ def pem_problem(pem: str) -> str | None:
         )
     if not data.startswith(b"-----BEGIN "):
         return "Expected a PEM block starting with -----BEGIN PUBLIC KEY----- or -----BEGIN CERTIFICATE-----."
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from agentceiling.domain.validation import UnusableKey, pem_kind  # the control plane's own check
 
     try:
-        load_pem_public_key(data)
+        pem_kind(pem)
         return None
-    except (ValueError, TypeError):
-        pass
-    except Exception as exc:  # unsupported key types raise UnsupportedAlgorithm
+    except UnusableKey as exc:
         return f"The public key is not usable: {exc}"
-    try:
-        x509.load_pem_x509_certificate(data)
-        return None
     except ValueError:
-        pass
-    return "The value does not parse as a PEM public key or X.509 certificate."
+        return "The value does not parse as a PEM public key or X.509 certificate."
 
 
 class OAuthResourceServerConfigProfile(VaultResource):
