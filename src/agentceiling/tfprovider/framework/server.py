@@ -281,21 +281,36 @@ class ProviderServer(pb_grpc.ProviderServicer):
 
     # -- managed resources ----------------------------------------------------------------
 
+    def _validate(
+        self,
+        rpc: str,
+        type_name: str,
+        config_value: pb.DynamicValue,
+        lookup: Callable[[str], Resource | DataSource],
+        response: Any,
+    ) -> Any:
+        """Validate*Config for a resource or a data source: schema checks, then the type's own."""
+
+        def body(call: _Call) -> dict[str, Any]:
+            target = lookup(type_name)
+            t = schema_type(target.schema)
+            call.type = t
+            config = _decode(t, config_value) or {}
+            validate_config(target.schema, config, call.diags)
+            target.validate(config, call.diags)
+            return {}
+
+        return self._run(rpc, type_name, response, body)
+
     def ValidateResourceConfig(
         self, request: pb.ValidateResourceConfig.Request, context: grpc.ServicerContext
     ) -> pb.ValidateResourceConfig.Response:
-        def body(call: _Call) -> dict[str, Any]:
-            resource = self._resource(request.type_name)
-            t = schema_type(resource.schema)
-            call.type = t
-            diags = call.diags
-            config = _decode(t, request.config) or {}
-            validate_config(resource.schema, config, diags)
-            resource.validate(config, diags)
-            return {}
-
-        return self._run(
-            "ValidateResourceConfig", request.type_name, pb.ValidateResourceConfig.Response, body
+        return self._validate(
+            "ValidateResourceConfig",
+            request.type_name,
+            request.config,
+            self._resource,
+            pb.ValidateResourceConfig.Response,
         )
 
     def UpgradeResourceState(
@@ -440,18 +455,12 @@ class ProviderServer(pb_grpc.ProviderServicer):
     def ValidateDataResourceConfig(
         self, request: pb.ValidateDataResourceConfig.Request, context: grpc.ServicerContext
     ) -> pb.ValidateDataResourceConfig.Response:
-        def body(call: _Call) -> dict[str, Any]:
-            source = self._data_source(request.type_name)
-            t = schema_type(source.schema)
-            call.type = t
-            diags = call.diags
-            config = _decode(t, request.config) or {}
-            validate_config(source.schema, config, diags)
-            source.validate(config, diags)
-            return {}
-
-        return self._run(
-            "ValidateDataResourceConfig", request.type_name, pb.ValidateDataResourceConfig.Response, body
+        return self._validate(
+            "ValidateDataResourceConfig",
+            request.type_name,
+            request.config,
+            self._data_source,
+            pb.ValidateDataResourceConfig.Response,
         )
 
     def ReadDataSource(
