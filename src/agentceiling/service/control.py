@@ -254,6 +254,10 @@ class ControlPlane:
         except PolicyParseError as exc:
             raise InvalidArgument.one("policy", str(exc)) from None
 
+    def _unwritten_builtin(self, namespace: str, name: str) -> PolicyDoc:
+        """A built-in policy of a namespace nobody has written to yet (no row exists)."""
+        return PolicyDoc(namespace, name, self.builtins[name], True, 1, "", "")
+
     def create_policy(self, p: PolicyDoc) -> Written[PolicyDoc]:
         ns = namespace_or_default(p.namespace)
         validation.validate_policy_name(p.name)
@@ -277,7 +281,7 @@ class ControlPlane:
         with self.db.read() as conn:
             found = repo.get_policy(conn, ns, name)
         if found is None and name in BUILTIN_POLICIES:
-            found = PolicyDoc(ns, name, self.builtins[name], True, 1, "", "")
+            found = self._unwritten_builtin(ns, name)
         if found is None:
             raise NotFound(f'policy "{name}" not found in namespace "{ns}"')
         return found
@@ -336,7 +340,7 @@ class ControlPlane:
                 # A namespace nobody wrote to yet still has its built-in policies.
                 for name in BUILTIN_POLICIES:
                     if name > after and name not in have and not repo.get_policy(conn, ns, name):
-                        stored.append(PolicyDoc(ns, name, self.builtins[name], True, 1, "", ""))
+                        stored.append(self._unwritten_builtin(ns, name))
         stored.sort(key=lambda p: p.name)
         return _page(stored[:size], size, lambda p: p.name)
 
