@@ -320,6 +320,10 @@ class AuditLog:
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[_Pending] = collections.deque()
         self._event = threading.Event()  # shared by every record now in the queue
+        # Queue length at which an appender wakes the writer: 1 while it waits for work, the size
+        # it lingers for, "never" while it commits (it looks at the queue when it is done). One
+        # wake-up per group instead of one per record: under load each is a thread switch.
+        self._wake_at = 1
         self._closing = False
         self._error: AuditUnavailable | None = None
         self._close_lock = threading.Lock()
@@ -505,7 +509,8 @@ class AuditLog:
                 item.resolve(None, AuditUnavailable(f"audit log {self.path} is closed"))
             else:
                 self._queue.append(item)
-                self._cond.notify()
+                if len(self._queue) >= self._wake_at:
+                    self._cond.notify()
         return item
 
     def append(self, decision: Mapping[str, Any], *, timeout: float | None = None) -> AuditReceipt:
@@ -514,7 +519,18 @@ class AuditLog:
         Raises :class:`AuditUnavailable` if it could not be (including after ``timeout`` seconds, in
         which case the record may still be written later).
         """
-        item = self._enqueue(self._encode(decision), None)
+        return self._wait(self._enqueue(self._encode(decision), None), timeout)
+
+    def append_canonical(self, decision: str, *, timeout: float | None = None) -> AuditReceipt:
+        """:meth:`append` for a decision the caller has already encoded in the log's canonical form
+        (``json.dumps(decision, sort_keys=True, separators=(",", ":"))``, ASCII): the hot path of
+        the authorization endpoint, which writes its records from pre-encoded parts
+        (:mod:`agentceiling.service.audit_record`). Only cheap checks run here; a record that is not
+        canonical would be reported by :func:`verify`, so tests verify every log they write.
+        """
+        return self._wait(self._enqueue(self._check_canonical(decision), None), timeout)
+
+    def _wait(self, item: _Pending, timeout: float | None) -> AuditReceipt:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not item.done:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -603,6 +619,21 @@ class AuditLog:
             raise ValueError(f"audit decision too large ({len(payload)} bytes)")
         return payload
 
+    @staticmethod
+    def _check_canonical(decision: str) -> bytes:
+        if not isinstance(decision, str):
+            raise TypeError(f"decision must be a str, not {type(decision).__name__}")
+        if not (decision.startswith("{") and decision.endswith("}") and decision.isascii()):
+            raise ValueError("audit decision is not the canonical JSON of an object")
+        if "eyJ" in decision and _JWS.search(decision):
+            raise ValueError(
+                "audit decision contains a string that looks like a raw JWT/JWS; "
+                "the audit log never stores tokens (log its SHA-256 instead)"
+            )
+        if len(decision) > MAX_LINE_BYTES - _ENVELOPE_BYTES:
+            raise ValueError(f"audit decision too large ({len(decision)} bytes)")
+        return decision.encode("ascii")
+
     # -- writer thread -----------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -610,11 +641,13 @@ class AuditLog:
         try:
             while True:
                 with self._cond:
+                    self._wake_at = 1
                     while not self._queue and not self._closing:
                         self._cond.wait()
                     if not self._queue:
                         return  # closing, and everything is written
                     self._linger()
+                    self._wake_at = sys.maxsize
                     batch = []
                     size = 0
                     while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
@@ -642,6 +675,7 @@ class AuditLog:
         if self._max_delay <= 0 or target <= 1 or len(self._queue) >= target:
             return
         deadline = time.monotonic() + self._max_delay
+        self._wake_at = target
         while len(self._queue) < target and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -678,9 +712,9 @@ class AuditLog:
             item.resolve(receipt, None)
 
     def _check_still_linked(self) -> None:
-        """Records written to a deleted or renamed-away file are not in the audit log."""
-        if os.fstat(self._fd).st_nlink == 0:
-            raise OSError(errno.ENOENT, "audit log file was deleted while open")
+        """Records written to a deleted or renamed-away file are not in the audit log.
+
+        One stat of the path: a deleted file is no longer there, a replaced one has another inode."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
