@@ -4,13 +4,14 @@ Pure library code (no other agentceiling imports). Typical use::
 
     registry = KeySourceRegistry()
     validator = TokenValidator(registry)
-    trust = profiles[normalize_issuer(peek_issuer(token))]
-    validated = validator.validate(token, trust)   # raises TokenError(code, reason)
+    unverified = peek(token)                        # raises TokenError(code, reason)
+    trust = profiles[normalize_issuer(unverified.issuer)]
+    validated = validator.validate(unverified, trust)
 """
 
 from __future__ import annotations
 
-from .compact import MAX_TOKEN_BYTES, peek_issuer
+from .compact import MAX_TOKEN_BYTES, UnverifiedToken, peek, peek_issuer
 from .config import ACCESS_TOKEN, TRANSACTION_TOKEN, JwtType, TrustConfig, normalize_issuer
 from .errors import TOKEN_EXPIRED, TOKEN_INVALID, UNAVAILABLE, ErrorCode, TokenError
 from .jwks import JwksClient
@@ -36,10 +37,12 @@ __all__ = [
     "TokenError",
     "TokenValidator",
     "TrustConfig",
+    "UnverifiedToken",
     "ValidatedToken",
     "VerificationKey",
     "key_from_jwk",
     "load_pem_key",
     "normalize_issuer",
+    "peek",
     "peek_issuer",
 ]

@@ -12,16 +12,19 @@ from __future__ import annotations
 import binascii
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import TokenError, invalid
 
 __all__ = [
     "MAX_TOKEN_BYTES",
+    "UnverifiedToken",
     "b64url_decode",
     "decode_segment",
     "decode_signature",
     "parse_json_object",
+    "peek",
     "peek_issuer",
     "split_token",
 ]
@@ -129,6 +132,44 @@ def decode_signature(segment: str) -> bytes:
         return b""
 
 
+@dataclass(frozen=True, slots=True)
+class UnverifiedToken:
+    """A token split into its segments and its payload decoded, *nothing verified*: what a caller
+    needs to choose the profile, handed to :meth:`TokenValidator.validate` so that the payload is
+    not decoded twice. The validator still checks the header, the signature and every claim."""
+
+    text: str
+    h64: str
+    p64: str
+    s64: str
+    payload: dict[str, Any]
+
+    @property
+    def issuer(self) -> str:
+        """The unverified ``iss``, as written. Raises ``TokenError(TOKEN_INVALID)`` when missing."""
+        iss = self.payload.get("iss")
+        if iss is None:
+            raise invalid('claim "iss" is required')
+        if not isinstance(iss, str) or not iss:
+            raise invalid('claim "iss" must be a non-empty string')
+        return iss
+
+
+def peek(token: object) -> UnverifiedToken:
+    """Split ``token`` and decode its payload without verifying anything.
+
+    Raises ``TokenError(TOKEN_INVALID)`` on anything malformed (and nothing else)."""
+    try:
+        h64, p64, s64 = split_token(token)
+        payload = decode_segment(p64, "payload")
+    except TokenError:
+        raise
+    except Exception:  # defensive: nothing but TokenError leaves this module
+        raise invalid("token is not a compact JWS") from None
+    assert isinstance(token, str)
+    return UnverifiedToken(token, h64, p64, s64, payload)
+
+
 def peek_issuer(token: str) -> str:
     """Return the unverified ``iss`` of ``token``, only to choose which profile validates it.
 
@@ -136,16 +177,4 @@ def peek_issuer(token: str) -> str:
     returned as written; route with ``normalize_issuer(peek_issuer(token))``. Raises
     ``TokenError(TOKEN_INVALID)`` on anything malformed.
     """
-    try:
-        _, p64, _ = split_token(token)
-        payload = decode_segment(p64, "payload")
-    except TokenError:
-        raise
-    except Exception:  # defensive: nothing but TokenError leaves this module
-        raise invalid("token is not a compact JWS") from None
-    iss = payload.get("iss")
-    if iss is None:
-        raise invalid('claim "iss" is required')
-    if not isinstance(iss, str) or not iss:
-        raise invalid('claim "iss" must be a non-empty string')
-    return iss
+    return peek(token).issuer

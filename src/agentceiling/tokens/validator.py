@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compact import decode_segment, decode_signature, split_token
+from .compact import UnverifiedToken, decode_segment, decode_signature, split_token
 from .config import TRANSACTION_TOKEN, TrustConfig, normalize_issuer
 from .errors import ErrorCode, TokenError, invalid, quote
 from .keys import SUPPORTED_ALGORITHMS, VerificationKey, verify_signature
@@ -102,7 +102,8 @@ class TokenValidator:
         self._profiles: dict[str, _Profile] = {}
         self._lock = threading.Lock()
 
-    def validate(self, token: str, trust: TrustConfig) -> ValidatedToken:
+    def validate(self, token: str | UnverifiedToken, trust: TrustConfig) -> ValidatedToken:
+        """Validate ``token`` (its text, or what :func:`peek` made of it) against ``trust``."""
         try:
             return self._validate(token, trust)
         except TokenError:
@@ -148,8 +149,13 @@ class TokenValidator:
 
     # --- the pipeline --------------------------------------------------------------------------
 
-    def _validate(self, token: str, trust: TrustConfig) -> ValidatedToken:
-        h64, p64, s64 = split_token(token)
+    def _validate(self, token: str | UnverifiedToken, trust: TrustConfig) -> ValidatedToken:
+        claims: dict[str, Any] | None = None
+        if isinstance(token, UnverifiedToken):
+            h64, p64, s64, claims = token.h64, token.p64, token.s64, token.payload
+            token = token.text
+        else:
+            h64, p64, s64 = split_token(token)
         profile = self._profile(trust)
         # Tokens from one IdP share a handful of headers: remember the ones that passed the checks.
         checked = profile.headers.get(h64)
@@ -169,7 +175,8 @@ class TokenValidator:
         if not verify_signature(key, alg, signing_input, signature):
             raise invalid("signature verification failed")
 
-        claims = decode_segment(p64, "payload")
+        if claims is None:
+            claims = decode_segment(p64, "payload")
         return _check_claims(claims, header, alg, kid, profile, self._clock(), token)
 
 
