@@ -253,3 +253,32 @@ def test_unavailable_once_the_audit_log_is_replaced_under_the_server(
         assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING
     finally:
         srv.stop()
+
+
+def test_numbers_json_cannot_hold_are_audited_as_text_and_the_endpoint_keeps_serving(world: World) -> None:
+    # "1e999" is valid JSON that Python reads as infinity, and an IdP signs whatever the client's
+    # authorization request carried. Such a claim must be audited (as text), not take the audit
+    # log -- and with it every other agent's decisions -- down.
+    import jwt
+
+    w, idp = world, world.idp
+    w.agent("huge")
+    details = [path_access("secret/data/ci/app", "read"), {"type": "acme:thing", "n": "@INF@", "m": "@NINF@"}]
+    payload = json.dumps(idp.claims("huge", details)).replace('"@INF@"', "1e999").replace('"@NINF@"', "-1e999")
+    header = json.dumps({"alg": "RS256", "kid": idp.kids["rsa"], "typ": "at+jwt"})
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    signature = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).sign(
+        signing_input.encode(), idp.keys["rsa"]
+    )
+    tok = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    for _ in range(2):  # the second time from the token cache
+        r = w.authorize(tok, "secret/data/ci/app", "read")
+        assert r.code == "ALLOWED", r.reason
+        rec = _record(_log(w), r.decision_id)
+        assert rec["metadata"]["jwt_authorization_details"][1] == {"type": "acme:thing", "n": "inf", "m": "-inf"}
+    assert _health(w.server.authz_address) == health_pb2.HealthCheckResponse.SERVING
+    assert audit_log.verify(_log(w)).ok
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()

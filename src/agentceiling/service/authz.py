@@ -38,7 +38,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +58,9 @@ from agentceiling.policy import (
     rar_allows,
     render_entry,
 )
+from agentceiling.service import audit_record
 from agentceiling.service.directory import Directory
-from agentceiling.tokens import TokenError, TokenValidator, TrustConfig, ValidatedToken, peek_issuer
+from agentceiling.tokens import TokenError, TokenValidator, TrustConfig, UnverifiedToken, ValidatedToken, peek
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,9 @@ class Refusal(Exception):
         self.policies = list(policies)
 
 
-AuditSink = Callable[[dict[str, Any]], None]
-"""Appends one decision record durably; raises when it cannot (the decision becomes UNAVAILABLE)."""
+AuditSink = Callable[[str], None]
+"""Appends one decision record (its canonical JSON, see :mod:`audit_record`) durably; raises when
+it cannot (the decision becomes UNAVAILABLE)."""
 
 
 # ---------------------------------------------------------------- small immutable results
@@ -159,8 +160,9 @@ class _TokenFacts:
     context_key: tuple[Any, ...]
     """Identifies the token's :class:`_Context`: every token of one agent with the same
     authorization_details shares it."""
-    metadata: dict[str, Any]
-    """The token's part of the audit metadata (jwt_unique_id, jwt_issuer, ...), scrubbed."""
+    audit: tuple[str, str, str, str]
+    """The token's part of the audit metadata, scrubbed: jwt_unique_id, jwt_issuer, the JSON of
+    jwt_audience_claim, jwt_transaction_claim."""
 
 
 @dataclass(slots=True)
@@ -170,8 +172,8 @@ class _Context:
     that agrees on those (an agent's successive tokens differ in jti, iat and exp only)."""
 
     generation: int
-    rar_audit: Any
-    """The declared authorization_details as the audit records them (scrubbed)."""
+    rar_audit_json: str
+    """The declared authorization_details as the audit records them (scrubbed, canonical JSON)."""
     subject: Entity | None = None
     actor: Entity | None = None
     registration: Registration | None = None
@@ -188,16 +190,6 @@ class _Context:
 
 
 _MAX_RESULTS_PER_CONTEXT = 256
-
-_EMPTY_METADATA: Mapping[str, Any] = {
-    "jwt_unique_id": "",
-    "jwt_issuer": "",
-    "jwt_audience_claim": [],
-    "jwt_authorization_details": [],
-    "jwt_transaction_claim": "",
-    "actor_entity_id": "",
-    "actor_entity_name": "",
-}
 
 
 @dataclass(slots=True)
@@ -297,8 +289,10 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     t = type(value)
     if t is str:
         return _JWS.sub(REDACTED, value) if "eyJ" in value else value
-    if value is None or t is bool or t is int or t is float:
+    if value is None or t is bool or t is int:
         return value
+    if t is float:
+        return audit_record.finite(value)
     if depth >= _MAX_AUDIT_DEPTH:
         return "[truncated: nested too deeply]"
     if t is dict:
@@ -353,7 +347,7 @@ class Authorizer:
         if len(namespace) > MAX_NAMESPACE_CHARS:
             raise BadRequest("namespace", f"namespace is longer than {MAX_NAMESPACE_CHARS} characters")
 
-        decision_id = str(uuid.uuid4())
+        decision_id = audit_record.decision_id()
         trace = _Trace()
         honoured: list[dict[str, Any]] = []
         honoured_json = "[]"
@@ -385,7 +379,7 @@ class Authorizer:
             refusing_policies=list(outcome.refusing),
             authorization_details_json=honoured_json,
         )
-        record = self._audit_record(req, namespace, decision, trace)
+        record = self._audit_json(req, namespace, decision, trace)
         try:
             self.audit(record)
         except Exception as exc:
@@ -424,9 +418,11 @@ class Authorizer:
         trace.token_sha256 = digest
         cache_key = (namespace, digest)  # profiles, and so contexts, are per namespace
         facts: _TokenFacts | None = self._tokens.get(cache_key)
+        unverified: str | UnverifiedToken = token
         if facts is None:
             try:
-                issuer = peek_issuer(token)
+                unverified = peek(token)  # decoded once: the validator reuses it
+                issuer = unverified.issuer
             except TokenError as exc:
                 raise Refusal(Code.TOKEN_INVALID, exc.reason) from None
             issuer_norm = normalize_issuer(issuer)
@@ -451,7 +447,7 @@ class Authorizer:
         ):
             return profile, facts
         try:
-            validated = self.validator.validate(token, trust)
+            validated = self.validator.validate(unverified, trust)
         except TokenError as exc:
             raise Refusal(str(exc.code), exc.reason) from None
         raw = validated.authorization_details
@@ -461,13 +457,11 @@ class Authorizer:
             key,
             validated,
             (namespace, issuer_norm, key, validated.subject, validated.actor_subject, _rar_key(raw)),
-            _scrub(
-                {
-                    "jwt_unique_id": validated.unique_id,
-                    "jwt_issuer": validated.issuer,
-                    "jwt_audience_claim": list(validated.audiences),
-                    "jwt_transaction_claim": validated.transaction_claim or "",
-                }
+            (
+                _text(validated.unique_id),
+                _text(validated.issuer),
+                audit_record.strings_json(map(_text, validated.audiences)),
+                _text(validated.transaction_claim or ""),
             ),
         )
         # Admission on the second sighting: a token presented once costs no cache entry (no
@@ -533,7 +527,7 @@ class Authorizer:
 
     def _build_context(self, namespace: str, profile: Profile, token: ValidatedToken, generation: int) -> _Context:
         raw = token.authorization_details
-        ctx = _Context(generation=generation, rar_audit=_scrub(raw) if raw is not None else [])
+        ctx = _Context(generation=generation, rar_audit_json=_rar_audit_json(raw))
         try:
             self._fill_context(ctx, namespace, profile, token)
         except Refusal as refusal:
@@ -676,42 +670,49 @@ class Authorizer:
 
     # ---------------------------------------------------------------- audit
 
-    def _audit_record(self, req: AuthorizeInput, namespace: str, decision: Decision, trace: _Trace) -> dict[str, Any]:
-        ctx = trace.ctx
-        return {
-            "time": utc_timestamp(),
-            "decision_id": decision.decision_id,
-            "code": decision.code,
-            "allowed": decision.allowed,
-            "reason": _text(decision.reason),
-            "namespace": _text(namespace),
-            "path": _text(req.path),
-            "operation": req.operation,
-            "entity_id": decision.entity_id,
-            "actor_entity_id": decision.actor_entity_id,
-            "registration_id": decision.registration_id,
-            "granting_policies": decision.granting_policies,
-            "refusing_policies": decision.refusing_policies,
-            "token_sha256": trace.token_sha256,
-            "metadata": _metadata(trace.facts, ctx),
-        }
+    def _audit_json(self, req: AuthorizeInput, namespace: str, decision: Decision, trace: _Trace) -> str:
+        facts, ctx = trace.facts, trace.ctx
+        if facts is None:
+            metadata = audit_record.EMPTY_METADATA_JSON
+        else:
+            unique_id, issuer, audiences_json, transaction = facts.audit
+            actor = ctx.actor if ctx is not None else None
+            metadata = audit_record.metadata_json(
+                unique_id=unique_id,
+                issuer=issuer,
+                audiences_json=audiences_json,
+                authorization_details_json=ctx.rar_audit_json if ctx is not None else "[]",
+                transaction=transaction,
+                actor_entity_id=actor.id if actor is not None else "",
+                actor_entity_name=actor.name if actor is not None else "",
+            )
+        return audit_record.record_json(
+            time=utc_timestamp(),
+            decision_id=decision.decision_id,
+            code=decision.code,
+            allowed=decision.allowed,
+            reason=_text(decision.reason),
+            namespace=_text(namespace),
+            path=_text(req.path),
+            operation=req.operation,
+            entity_id=decision.entity_id,
+            actor_entity_id=decision.actor_entity_id,
+            registration_id=decision.registration_id,
+            granting_policies=map(_text, decision.granting_policies),
+            refusing_policies=map(_text, decision.refusing_policies),
+            token_sha256=trace.token_sha256,
+            metadata=metadata,
+        )
 
 
-def _metadata(facts: _TokenFacts | None, ctx: _Context | None) -> Mapping[str, Any]:
-    """Vault's "OAuth JWT metadata" names (vault-semantics §3.3) for the audit record."""
-    if facts is None:
-        return _EMPTY_METADATA
-    actor = ctx.actor if ctx is not None else None
-    meta = facts.metadata
-    return {
-        "jwt_unique_id": meta["jwt_unique_id"],
-        "jwt_issuer": meta["jwt_issuer"],
-        "jwt_audience_claim": meta["jwt_audience_claim"],
-        "jwt_authorization_details": ctx.rar_audit if ctx is not None else [],
-        "jwt_transaction_claim": meta["jwt_transaction_claim"],
-        "actor_entity_id": actor.id if actor is not None else "",
-        "actor_entity_name": actor.name if actor is not None else "",
-    }
+def _rar_audit_json(raw: Any) -> str:
+    """The declared authorization_details as audited: scrubbed, canonical JSON."""
+    if raw is None:
+        return "[]"
+    try:
+        return audit_record.canonical_json(_scrub(raw))
+    except (TypeError, ValueError, RecursionError):  # defensive: _scrub leaves only JSON values
+        return audit_record.canonical_json("[unencodable authorization_details]")
 
 
 def _rar_key(raw: Any) -> Any:

@@ -59,7 +59,7 @@ def build_authz(
     from agentceiling.api import authz as api
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
-    from agentceiling.store.audit_log import AuditLog
+    from agentceiling.store.audit_log import AuditLog, AuditUnavailable
     from agentceiling.tokens import KeySourceRegistry, TokenValidator
 
     audit = AuditLog.open(audit_log_path(cfg.data_dir))
@@ -72,11 +72,11 @@ def build_authz(
 
     unhealthy: list[Callable[[], None]] = []
 
-    def sink(record: dict[str, Any]) -> None:
+    def sink(record: str) -> None:
         # Durable before the answer; a stuck disk becomes UNAVAILABLE rather than a hung call.
         try:
-            audit.append(record, timeout=AUDIT_TIMEOUT)
-        except Exception:
+            audit.append_canonical(record, timeout=AUDIT_TIMEOUT)
+        except AuditUnavailable:
             # No decision can be made any more: health checks say so, so load balancers stop
             # sending agents here.
             for mark in unhealthy:
