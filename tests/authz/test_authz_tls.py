@@ -82,22 +82,15 @@ def test_authorize_over_tls(tmp_path: Path, idp: Idp) -> None:
         args = ["authorize", "--address", authz, "--token-file", str(token_file), "--namespace", world.ns]
         args += ["--operation", "read", "--ca-cert", str(cert)]
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        run = subprocess.run(
-            [sys.executable, "-m", "agentceiling.cli", *args, "--path", "secret/data/ci/app"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+
+        def cli(path: str) -> subprocess.CompletedProcess[str]:
+            cmd = [sys.executable, "-m", "agentceiling.cli", *args, "--path", path]
+            return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+
+        run = cli("secret/data/ci/app")
         assert run.returncode == 0, run.stdout + run.stderr
         assert '"ALLOWED"' in run.stdout
-        run = subprocess.run(
-            [sys.executable, "-m", "agentceiling.cli", *args, "--path", "secret/data/other"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        run = cli("secret/data/other")
         assert run.returncode == 1, run.stdout + run.stderr
     finally:
         rc = srv.stop()
