@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from agentceiling.domain.models import ALL_ALGORITHMS, JWT_TYPES
 from agentceiling.tfprovider.client import ControlPlaneClient
 from agentceiling.tfprovider.framework.types import (
     BOOL,
@@ -37,10 +38,10 @@ from agentceiling.tfprovider.resources._common import (
     value_or,
 )
 
+# terraform-provider-vault's default (and order). The accepted algorithms and token types are the
+# control plane's own lists: its OneOf list plus EdDSA, which the control plane (like Vault 2.2) accepts.
 DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"]
-# The provider's OneOf list, plus EdDSA, which the control plane (like Vault 2.2) accepts.
-ALGORITHMS = (*DEFAULT_ALGORITHMS, "EdDSA")
-JWT_TYPES = ("access_token", "transaction_token")
+ALGORITHMS = ALL_ALGORITHMS
 
 SCHEMA = Schema(
     description=(
