@@ -37,7 +37,6 @@ Exit status: 0 when the targets are met, 1 when not, 2 on a set-up failure.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import multiprocessing as mp
 import os
@@ -55,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
+from agentceiling.dev_idp import ALG_KIND, DevIdp
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "agentceiling"
@@ -88,53 +89,6 @@ def _wait_healthy(address: str, proc: subprocess.Popen[bytes], timeout: float = 
             pass
         time.sleep(0.05)
     raise TimeoutError(f"{address} not healthy")
-
-
-class _Idp:
-    """One signing key per algorithm family, its JWKS served over HTTP on 127.0.0.1."""
-
-    def __init__(self, alg: str) -> None:
-        import jwt
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-
-        self.alg = alg
-        if alg.startswith(("RS", "PS")):
-            key: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-        elif alg == "ES256":
-            key = ec.generate_private_key(ec.SECP256R1())
-            jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
-        elif alg == "EdDSA":
-            key = ed25519.Ed25519PrivateKey.generate()
-            jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key()))
-        else:
-            raise SystemExit(f"unsupported --alg {alg}")
-        self.kid = f"bench-{uuid.uuid4().hex[:8]}"
-        jwk.update({"kid": self.kid, "use": "sig"})
-        body = json.dumps({"keys": [jwk]}).encode()
-        self.key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.jwks_uri = f"{self.issuer}.well-known/jwks.json"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
 
 
 # ------------------------------------------------------------------ minting (pool workers)
@@ -356,7 +310,7 @@ def _client_aio(args: tuple[str, str, list[str], int, float, float, float]) -> d
 # ------------------------------------------------------------------ orchestration
 
 
-def _setup(address: str, token: str, idp: _Idp) -> str:
+def _setup(address: str, token: str, idp: DevIdp, alg: str) -> str:
     from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
     from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 
@@ -369,7 +323,7 @@ def _setup(address: str, token: str, idp: _Idp) -> str:
                     issuer_id=idp.issuer,
                     jwks_uri=idp.jwks_uri,
                     audiences=[AUDIENCE],
-                    supported_algorithms=[idp.alg],
+                    supported_algorithms=[alg],
                 )
             ),
             metadata=md,
@@ -496,7 +450,11 @@ def main() -> int:
     address = f"127.0.0.1:{_free_port()}"
     authz = f"127.0.0.1:{_free_port()}"
     log_path = work / "server.log"
-    idp = _Idp(args.alg)
+    if args.alg not in ALG_KIND:
+        print(f"unsupported --alg {args.alg}; one of {', '.join(ALG_KIND)}", file=sys.stderr)
+        return 2
+    kind = ALG_KIND[args.alg]
+    idp = DevIdp(kinds=(kind,), kid_prefix="bench")
     cmd = [sys.executable, "-m", "agentceiling.cli", "--log-level", "WARNING", "serve", "--data-dir", str(data)]
     cmd += ["--listen", address, "--authz-listen", authz]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -507,12 +465,12 @@ def main() -> int:
         try:
             _wait_healthy(address, proc)
             _wait_healthy(authz, proc)
-            sub = _setup(address, (data / "admin-token").read_text().strip(), idp)
+            sub = _setup(address, (data / "admin-token").read_text().strip(), idp, args.alg)
         except Exception as exc:
             print(f"set-up failed: {exc}\n{log_path.read_text(errors='replace')[-3000:]}", file=sys.stderr)
             return 2
         n_clients = args.procs * args.threads
-        mint_args = (idp.key_pem, args.alg, idp.kid, idp.issuer)
+        mint_args = (idp.private_pem(kind), args.alg, idp.kids[kind], idp.issuer)
         mint_procs = min(os.cpu_count() or 2, 8)
         with ctx.Pool(1, _mint_init, mint_args) as mint:
             probe = mint.map(_mint, [(sub, 1, 3600)])[0]

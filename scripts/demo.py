@@ -1,7 +1,8 @@
 """`make run`: the whole product on the embedded default (SQLite), end to end.
 
 1. start `agentceiling serve` (control plane + authorization endpoint) on loopback;
-2. start a tiny identity provider: an EC P-256 key served as JWKS over HTTP on loopback;
+2. start a tiny identity provider (agentceiling.dev_idp): an EC P-256 key served as JWKS over HTTP
+   on loopback;
 3. install the Terraform provider and `terraform apply` examples/complete (profile, ceiling policy,
    entity, alias, registration); a second plan shows no changes;
 4. the agent asks for decisions: one path inside its ceiling (ALLOWED) and a wider one
@@ -13,15 +14,12 @@ none."""
 from __future__ import annotations
 
 import argparse
-import http.server
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -49,55 +47,6 @@ def pick_port(preferred: int) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-class Idp:
-    """An identity provider good enough for a demo: one signing key, JWKS over HTTP, tokens."""
-
-    def __init__(self) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.kid = "demo-" + uuid.uuid4().hex[:8]
-        import jwt
-
-        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
-        jwk.update({"kid": self.kid, "use": "sig", "alg": "ES256"})
-        body = json.dumps({"keys": [jwk]}).encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/.well-known/jwks.json":
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.issuer = f"http://127.0.0.1:{self.port}/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def token(self, subject: str, details: list[dict[str, object]]) -> str:
-        import jwt
-
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer,
-            "sub": subject,
-            "aud": "agentceiling",
-            "iat": now,
-            "exp": now + 300,
-            "jti": str(uuid.uuid4()),
-            "authorization_details": details,
-        }
-        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid, "typ": "at+jwt"})
 
 
 def terraform(args: list[str], cwd: Path, env: dict[str, str]) -> int:
@@ -173,8 +122,10 @@ def run(data: Path, control: str, authz: str, server: subprocess.Popen[bytes]) -
         time.sleep(0.2)
     subprocess.run([PY, "-m", "agentceiling.cli", "status", "--address", control, "--data-dir", str(data / "server")])
 
-    idp = Idp()
-    say(f"identity provider for the demo: issuer {idp.issuer}, JWKS at {idp.issuer}.well-known/jwks.json")
+    from agentceiling.dev_idp import DevIdp
+
+    idp = DevIdp(kinds=("ec",), kid_prefix="demo")  # ES256
+    say(f"identity provider for the demo: issuer {idp.issuer}, JWKS at {idp.jwks_uri}")
 
     say("installing the Terraform provider")
     tfdir = data / "terraform"

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import importlib.util
 import json
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,17 +18,15 @@ from types import ModuleType
 from typing import Any
 
 import grpc
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from agentceiling._gen.agentceiling.v1 import authorization_pb2 as apb
 from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as apbg
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
+from agentceiling.dev_idp import DevIdp
 
 TESTS = Path(__file__).resolve().parent.parent
-ALGS = {"RS256": "rsa", "PS256": "rsa", "ES256": "ec", "EdDSA": "ed25519"}
 ALL_ALGS = ["ES256", "PS256", "EdDSA", "RS256"]
 RAR_NO_MATCH_TEXT = "No valid authorization_details claim found matching this request."
 
@@ -68,123 +64,8 @@ def b64url(data: bytes) -> str:
 # ---------------------------------------------------------------- the identity provider
 
 
-class Idp:
-    """Signing keys (RSA, EC P-256, Ed25519) and their JWKS served over HTTP on 127.0.0.1."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, Any] = {
-            "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
-            "ec": ec.generate_private_key(ec.SECP256R1()),
-            "ed25519": ed25519.Ed25519PrivateKey.generate(),
-        }
-        self.kids = {kind: f"{kind}-{uuid.uuid4().hex[:6]}" for kind in self.keys}
-        self.requests = 0
-        self.fail = False
-        self._count_lock = threading.Lock()
-        idp = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with idp._count_lock:
-                    idp.requests += 1
-                if idp.fail:
-                    self.send_error(500)
-                    return
-                body = json.dumps(idp.jwks()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.jwks_uri = f"{self.issuer}.well-known/jwks.json"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def jwks(self) -> dict[str, Any]:
-        out = []
-        for kind, key in self.keys.items():
-            pub = key.public_key()
-            if kind == "rsa":
-                jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(pub))
-            elif kind == "ec":
-                jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(pub))
-            else:
-                jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(pub))
-            jwk.update({"kid": self.kids[kind], "use": "sig"})
-            out.append(jwk)
-        return {"keys": out}
-
-    def public_pem(self, kind: str) -> str:
-        from cryptography.hazmat.primitives import serialization
-
-        return (
-            self.keys[kind]
-            .public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode()
-        )
-
-    def rotate(self, kind: str) -> None:
-        if kind == "ec":
-            self.keys[kind] = ec.generate_private_key(ec.SECP256R1())
-        self.kids[kind] = f"{kind}-{uuid.uuid4().hex[:6]}"
-
-    def claims(
-        self,
-        sub: str,
-        details: Any = None,
-        *,
-        act: str | None = None,
-        lifetime: int = 300,
-        extra: dict[str, Any] | None = None,
-        omit: tuple[str, ...] = (),
-    ) -> dict[str, Any]:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.issuer,
-            "sub": sub,
-            "aud": "agentceiling",
-            "iat": now,
-            "exp": now + lifetime,
-            "jti": str(uuid.uuid4()),
-        }
-        if details is not None:
-            claims["authorization_details"] = details
-        if act is not None:
-            claims["act"] = {"sub": act}
-        claims.update(extra or {})
-        for name in omit:
-            claims.pop(name, None)
-        return claims
-
-    def token(
-        self,
-        sub: str,
-        details: Any = None,
-        *,
-        alg: str = "ES256",
-        act: str | None = None,
-        lifetime: int = 300,
-        extra: dict[str, Any] | None = None,
-        omit: tuple[str, ...] = (),
-        typ: str | None = "at+jwt",
-        kid: str | None = None,
-        headers: dict[str, Any] | None = None,
-    ) -> str:
-        claims = self.claims(sub, details, act=act, lifetime=lifetime, extra=extra, omit=omit)
-        kind = ALGS[alg]
-        hdr: dict[str, Any] = {"kid": kid or self.kids[kind], "typ": typ}  # typ None: PyJWT omits it
-        hdr.update(headers or {})
-        return jwt.encode(claims, self.keys[kind], algorithm=alg, headers=hdr)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+#: Signing keys (RSA, EC P-256, Ed25519) and their JWKS served over HTTP on 127.0.0.1.
+Idp = DevIdp
 
 
 def path_access(path: str, *caps: str, **extra: Any) -> dict[str, Any]:
