@@ -121,6 +121,9 @@ class VaultResource(Resource):
     renames: Mapping[str, str] = {}
     #: How terraform's import command takes this resource, for "already exists" hints.
     import_hint: str = ""
+    #: The control-plane service of this kind, and the response field that holds the object.
+    service: str = ""
+    api_field: str = ""
 
     def attribute_names(self) -> list[str]:
         return [a.name for a in self.schema.attributes] + [b.name for b in self.schema.blocks]
@@ -180,6 +183,104 @@ class VaultResource(Resource):
         warnings = getattr(response, "warnings", ())
         if warnings:
             client.add_warnings(diags, list(warnings), subject=subject, path_for=path_for)
+
+    def warning_path(self, text: str) -> AttributePath | None:
+        """The attribute a control-plane warning is about (None: the resource as a whole)."""
+        return None
+
+    def _from_api(self, obj: Any, previous: dict[str, Any]) -> dict[str, Any]:
+        """The state for the API object ``obj``; ``previous`` is the plan or state it answers."""
+        raise NotImplementedError
+
+    def send(
+        self,
+        cp: ControlPlaneClient,
+        diags: Diagnostics,
+        *,
+        action: str,
+        method: str,
+        request: Any,
+        values: Mapping[str, Any],
+        hint: str = "",
+    ) -> Any:
+        """A write (Create, Update) to this kind's service; its warnings become Terraform warnings.
+        The response, or None after an error diagnostic."""
+        subject = self.subject(values)
+        resp = self.call(
+            cp, diags, action=action, subject=subject, service=self.service, method=method, request=request, hint=hint
+        )
+        if resp is not None:
+            self.warn(cp, diags, resp, subject, self.warning_path)
+        return resp
+
+    def written(
+        self,
+        cp: ControlPlaneClient,
+        diags: Diagnostics,
+        *,
+        action: str,
+        method: str,
+        request: Any,
+        values: dict[str, Any],
+        hint: str = "",
+    ) -> dict[str, Any] | None:
+        """:meth:`send`, then the new state read from the answer."""
+        resp = self.send(cp, diags, action=action, method=method, request=request, values=values, hint=hint)
+        return None if resp is None else self._from_api(getattr(resp, self.api_field), values)
+
+    def fetch(
+        self,
+        cp: ControlPlaneClient,
+        diags: Diagnostics,
+        request: Any,
+        values: Mapping[str, Any],
+        *,
+        action: str = "read",
+        subject: str | None = None,
+    ) -> Any:
+        """Read through this kind's service: the response, or None when the object is gone (no
+        diagnostic) or after an error diagnostic."""
+        return self.call(
+            cp,
+            diags,
+            action=action,
+            subject=self.subject(values) if subject is None else subject,
+            service=self.service,
+            method="Read",
+            request=request,
+            not_found_ok=True,
+        )
+
+    def read_back(
+        self,
+        cp: ControlPlaneClient,
+        diags: Diagnostics,
+        request: Any,
+        state: dict[str, Any],
+        *,
+        subject: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The refreshed state: None when the object is gone, the old state after an error."""
+        resp = self.fetch(cp, diags, request, state, subject=subject)
+        if resp is None:
+            return state if diags.has_errors else None
+        return self._from_api(getattr(resp, self.api_field), state)
+
+    def remove(
+        self, cp: ControlPlaneClient, diags: Diagnostics, request: Any, state: Mapping[str, Any], *, hint: str = ""
+    ) -> None:
+        """Delete through this kind's service; already gone is fine."""
+        self.call(
+            cp,
+            diags,
+            action="delete",
+            subject=self.subject(state),
+            service=self.service,
+            method="Delete",
+            request=request,
+            not_found_ok=True,
+            hint=hint,
+        )
 
     def empty_state(self, **values: Any) -> dict[str, Any]:
         """A state with every attribute null (blocks empty), then ``values``."""

@@ -109,6 +109,8 @@ class AgentRegistration(VaultResource):
     type_name = "vault_agent_registration"
     schema = SCHEMA
     import_hint = "terraform import vault_agent_registration.<name> <id or display_name>"
+    service = "AgentRegistrations"
+    api_field = "registration"
 
     def subject(self, values: Mapping[str, Any]) -> str:
         return f'agent registration "{values.get("display_name")}"'
@@ -201,13 +203,12 @@ class AgentRegistration(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
         resp = self.call(
             cp,
             diags,
             action="create",
-            subject=subject,
-            service="AgentRegistrations",
+            subject=self.subject(planned),
+            service=self.service,
             method="Create",
             request=cp.pb.CreateRegistrationRequest(registration=self._to_api(cp, planned, None)),
             hint=f"If Terraform should manage the existing registration, import it: {self.import_hint}",
@@ -217,7 +218,7 @@ class AgentRegistration(VaultResource):
         if not resp.registration.id:
             diags.error("Missing ID in response", "Agent registration creation did not return an ID")
             return None
-        self.warn(cp, diags, resp, subject)
+        self.warn(cp, diags, resp, self.subject(planned))
         return self._from_api(resp.registration, planned)
 
     def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
@@ -232,19 +233,7 @@ class AgentRegistration(VaultResource):
             request = cp.pb.ReadRegistrationRequest(
                 namespace=ns, display_name=state.get("display_name") or ""
             )
-        resp = self.call(
-            cp,
-            diags,
-            action="read",
-            subject=self.subject(state),
-            service="AgentRegistrations",
-            method="Read",
-            request=request,
-            not_found_ok=True,
-        )
-        if resp is None:
-            return state if diags.has_errors else None
-        return self._from_api(resp.registration, state)
+        return self.read_back(cp, diags, request, state)
 
     def update(
         self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
@@ -252,19 +241,16 @@ class AgentRegistration(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        resp = self.call(
+        resp = self.send(
             cp,
             diags,
             action="update",
-            subject=subject,
-            service="AgentRegistrations",
             method="Update",
             request=cp.pb.UpdateRegistrationRequest(registration=self._to_api(cp, planned, prior)),
+            values=planned,
         )
         if resp is None:
             return None
-        self.warn(cp, diags, resp, subject)
         # Timestamps stay as planned (the prior values): the next refresh picks up the new
         # last_updated_time, as terraform-provider-vault does.
         state = self._from_api(resp.registration, planned, timestamps=False)
@@ -279,16 +265,7 @@ class AgentRegistration(VaultResource):
         request = cp.pb.DeleteRegistrationRequest(
             namespace=cp.namespace(state.get("namespace")), id=state["id"]
         )
-        self.call(
-            cp,
-            diags,
-            action="delete",
-            subject=self.subject(state),
-            service="AgentRegistrations",
-            method="Delete",
-            request=request,
-            not_found_ok=True,
-        )
+        self.remove(cp, diags, request, state)
 
     def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
         if not import_id:

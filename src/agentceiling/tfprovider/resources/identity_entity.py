@@ -67,6 +67,8 @@ class IdentityEntity(VaultResource):
     type_name = "vault_identity_entity"
     schema = SCHEMA
     import_hint = "terraform import vault_identity_entity.<name> <entity id>"
+    service = "IdentityEntities"
+    api_field = "entity"
 
     def subject(self, values: Mapping[str, Any]) -> str:
         name = values.get("name")
@@ -122,42 +124,22 @@ class IdentityEntity(VaultResource):
             "external_policies": external,
         }
 
-    def _read_api(
-        self, cp: ControlPlaneClient, values: dict[str, Any], diags: Diagnostics, action: str
-    ) -> Any:
-        request = cp.pb.ReadEntityRequest(
-            namespace=cp.namespace(values.get("namespace")), id=values.get("id") or ""
-        )
-        return self.call(
-            cp,
-            diags,
-            action=action,
-            subject=self.subject(values),
-            service="IdentityEntities",
-            method="Read",
-            request=request,
-            not_found_ok=True,
-        )
+    def _read_request(self, cp: ControlPlaneClient, values: dict[str, Any]) -> Any:
+        return cp.pb.ReadEntityRequest(namespace=cp.namespace(values.get("namespace")), id=values.get("id") or "")
 
     def create(self, client: Any, planned: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        resp = self.call(
+        return self.written(
             cp,
             diags,
             action="create",
-            subject=subject,
-            service="IdentityEntities",
             method="Create",
             request=cp.pb.CreateEntityRequest(entity=self._to_api(cp, planned, None)),
+            values=planned,
             hint=f"If Terraform should manage the existing entity, import it by id: {self.import_hint}",
         )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject)
-        return self._from_api(resp.entity, planned)
 
     def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         cp = self.client(client, diags)
@@ -165,10 +147,7 @@ class IdentityEntity(VaultResource):
             return state
         if not state.get("id"):
             return None
-        resp = self._read_api(cp, state, diags, "read")
-        if resp is None:
-            return state if diags.has_errors else None
-        return self._from_api(resp.entity, state)
+        return self.read_back(cp, diags, self._read_request(cp, state), state)
 
     def update(
         self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
@@ -176,48 +155,33 @@ class IdentityEntity(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
         current = None
         if value_or(planned.get("external_policies"), False):
             # Policies are managed elsewhere and an update replaces the whole entity: carry them.
-            got = self._read_api(cp, prior, diags, "update")
+            got = self.fetch(cp, diags, self._read_request(cp, prior), prior, action="update")
             if got is None:
                 if not diags.has_errors:
                     diags.error(
-                        "Unable to Update Resource", f"{subject} no longer exists in the control plane."
+                        "Unable to Update Resource",
+                        f"{self.subject(planned)} no longer exists in the control plane.",
                     )
                 return None
             current = got.entity
         entity = self._to_api(cp, planned, current)
         entity.id = prior["id"]
-        resp = self.call(
-            cp,
-            diags,
-            action="update",
-            subject=subject,
-            service="IdentityEntities",
-            method="Update",
-            request=cp.pb.UpdateEntityRequest(entity=entity),
-        )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject)
-        return self._from_api(resp.entity, planned)
+        request = cp.pb.UpdateEntityRequest(entity=entity)
+        return self.written(cp, diags, action="update", method="Update", request=request, values=planned)
 
     def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
         cp = self.client(client, diags)
         if cp is None:
             return
         request = cp.pb.DeleteEntityRequest(namespace=cp.namespace(state.get("namespace")), id=state["id"])
-        self.call(
+        self.remove(
             cp,
             diags,
-            action="delete",
-            subject=self.subject(state),
-            service="IdentityEntities",
-            method="Delete",
-            request=request,
-            not_found_ok=True,
+            request,
+            state,
             hint="An entity that still has an agent registration cannot be deleted: delete the registration first.",
         )
 

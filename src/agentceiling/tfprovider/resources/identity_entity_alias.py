@@ -78,6 +78,8 @@ class IdentityEntityAlias(VaultResource):
     type_name = "vault_identity_entity_alias"
     schema = SCHEMA
     import_hint = "terraform import vault_identity_entity_alias.<name> <alias id>"
+    service = "EntityAliases"
+    api_field = "alias"
 
     def subject(self, values: Mapping[str, Any]) -> str:
         return f'entity alias "{values.get("name")}"'
@@ -160,21 +162,15 @@ class IdentityEntityAlias(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        resp = self.call(
+        return self.written(
             cp,
             diags,
             action="create",
-            subject=subject,
-            service="EntityAliases",
             method="Create",
             request=cp.pb.CreateAliasRequest(alias=self._to_api(cp, planned)),
+            values=planned,
             hint=f"If Terraform should manage the existing alias, import it by id: {self.import_hint}",
         )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject)
-        return self._from_api(resp.alias, planned)
 
     def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         cp = self.client(client, diags)
@@ -183,19 +179,7 @@ class IdentityEntityAlias(VaultResource):
         if not state.get("id"):
             return None
         request = cp.pb.ReadAliasRequest(namespace=cp.namespace(state.get("namespace")), id=state["id"])
-        resp = self.call(
-            cp,
-            diags,
-            action="read",
-            subject=self.subject(state),
-            service="EntityAliases",
-            method="Read",
-            request=request,
-            not_found_ok=True,
-        )
-        if resp is None:
-            return state if diags.has_errors else None
-        return self._from_api(resp.alias, state)
+        return self.read_back(cp, diags, request, state)
 
     def update(
         self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
@@ -203,36 +187,21 @@ class IdentityEntityAlias(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        resp = self.call(
+        return self.written(
             cp,
             diags,
             action="update",
-            subject=subject,
-            service="EntityAliases",
             method="Update",
             request=cp.pb.UpdateAliasRequest(alias=self._to_api(cp, planned, prior["id"])),
+            values=planned,
         )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject)
-        return self._from_api(resp.alias, planned)
 
     def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
         cp = self.client(client, diags)
         if cp is None:
             return
         request = cp.pb.DeleteAliasRequest(namespace=cp.namespace(state.get("namespace")), id=state["id"])
-        self.call(
-            cp,
-            diags,
-            action="delete",
-            subject=self.subject(state),
-            service="EntityAliases",
-            method="Delete",
-            request=request,
-            not_found_ok=True,
-        )
+        self.remove(cp, diags, request, state)
 
     def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
         if not import_id.strip():

@@ -204,6 +204,8 @@ class OAuthResourceServerConfigProfile(VaultResource):
     type_name = "vault_oauth_resource_server_config_profile"
     schema = SCHEMA
     import_hint = "terraform import vault_oauth_resource_server_config_profile.<name> <profile_name>"
+    service = "OAuthResourceServerProfiles"
+    api_field = "profile"
 
     def subject(self, values: Mapping[str, Any]) -> str:
         return f'profile "{values.get("profile_name")}"'
@@ -433,21 +435,12 @@ class OAuthResourceServerConfigProfile(VaultResource):
             "optional_authorization_details": bool(p.optional_authorization_details),
         }
 
-    def _read_api(
-        self, cp: ControlPlaneClient, values: dict[str, Any], diags: Diagnostics, action: str
-    ) -> Any:
-        request = cp.pb.ReadProfileRequest(
+    def warning_path(self, text: str) -> AttributePath | None:
+        return _warning_path(text)
+
+    def _read_request(self, cp: ControlPlaneClient, values: dict[str, Any]) -> Any:
+        return cp.pb.ReadProfileRequest(
             namespace=cp.namespace(values.get("namespace")), profile_name=values["profile_name"]
-        )
-        return self.call(
-            cp,
-            diags,
-            action=action,
-            subject=self.subject(values),
-            service="OAuthResourceServerProfiles",
-            method="Read",
-            request=request,
-            not_found_ok=True,
         )
 
     # ------------------------------------------------------------------ CRUD
@@ -456,30 +449,21 @@ class OAuthResourceServerConfigProfile(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        resp = self.call(
+        return self.written(
             cp,
             diags,
             action="create",
-            subject=subject,
-            service="OAuthResourceServerProfiles",
             method="Create",
             request=cp.pb.CreateProfileRequest(profile=self._to_api(cp, planned)),
+            values=planned,
             hint=f"If Terraform should manage the existing profile, import it: {self.import_hint}",
         )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject, _warning_path)
-        return self._from_api(resp.profile, planned)
 
     def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         cp = self.client(client, diags)
         if cp is None:
             return state
-        resp = self._read_api(cp, state, diags, "read")
-        if resp is None:
-            return state if diags.has_errors else None
-        return self._from_api(resp.profile, state)
+        return self.read_back(cp, diags, self._read_request(cp, state), state)
 
     def update(
         self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
@@ -487,28 +471,23 @@ class OAuthResourceServerConfigProfile(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        current = self._read_api(cp, prior, diags, "update")
+        current = self.fetch(cp, diags, self._read_request(cp, prior), prior, action="update")
         if current is None:
             if not diags.has_errors:
                 diags.error(
                     "Unable to Update Resource",
-                    f"{subject} no longer exists in the control plane; run terraform apply again to re-create it.",
+                    f"{self.subject(planned)} no longer exists in the control plane; run terraform apply again "
+                    "to re-create it.",
                 )
             return None
-        resp = self.call(
+        return self.written(
             cp,
             diags,
             action="update",
-            subject=subject,
-            service="OAuthResourceServerProfiles",
             method="Update",
             request=cp.pb.UpdateProfileRequest(profile=self._to_api(cp, planned, current.profile)),
+            values=planned,
         )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject, _warning_path)
-        return self._from_api(resp.profile, planned)
 
     def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
         cp = self.client(client, diags)
@@ -517,16 +496,7 @@ class OAuthResourceServerConfigProfile(VaultResource):
         request = cp.pb.DeleteProfileRequest(
             namespace=cp.namespace(state.get("namespace")), profile_name=state["profile_name"]
         )
-        self.call(
-            cp,
-            diags,
-            action="delete",
-            subject=self.subject(state),
-            service="OAuthResourceServerProfiles",
-            method="Delete",
-            request=request,
-            not_found_ok=True,
-        )
+        self.remove(cp, diags, request, state)
 
     def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
         if not import_id.strip():

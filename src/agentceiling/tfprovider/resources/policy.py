@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agentceiling.tfprovider.framework.types import STRING, Attribute, Diagnostics, Schema
+from agentceiling.tfprovider.framework.types import STRING, Attribute, AttributePath, Diagnostics, Schema
 from agentceiling.tfprovider.resources._common import (
     NAMESPACE_ATTRIBUTE,
     VaultResource,
@@ -42,6 +42,8 @@ class Policy(VaultResource):
     type_name = "vault_policy"
     schema = SCHEMA
     import_hint = "terraform import vault_policy.<name> <policy name>"
+    service = "Policies"
+    api_field = "policy"
 
     def subject(self, values: Mapping[str, Any]) -> str:
         return f'policy "{values.get("name")}"'
@@ -97,40 +99,31 @@ class Policy(VaultResource):
     def _from_api(self, p: Any, previous: dict[str, Any]) -> dict[str, Any]:
         return {"id": p.name, "namespace": previous.get("namespace"), "name": p.name, "policy": p.policy}
 
+    def warning_path(self, text: str) -> AttributePath | None:
+        return ("policy",)  # the control plane's warnings about a policy are about its text
+
+    def _to_api(self, cp: Any, values: dict[str, Any]) -> Any:
+        namespace = cp.namespace(values.get("namespace"))
+        return cp.pb.Policy(namespace=namespace, name=values["name"], policy=values["policy"])
+
     def create(self, client: Any, planned: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        policy = cp.pb.Policy(
-            namespace=cp.namespace(planned.get("namespace")), name=planned["name"], policy=planned["policy"]
-        )
+        policy = self._to_api(cp, planned)
         if planned["name"] in BUILTIN:
             # Built-in policies always exist; writing one (as Vault's PUT does) means updating it.
-            resp = self.call(
-                cp,
-                diags,
-                action="create",
-                subject=subject,
-                service="Policies",
-                method="Update",
-                request=cp.pb.UpdatePolicyRequest(policy=policy),
-            )
-        else:
-            resp = self.call(
-                cp,
-                diags,
-                action="create",
-                subject=subject,
-                service="Policies",
-                method="Create",
-                request=cp.pb.CreatePolicyRequest(policy=policy),
-                hint=f"If Terraform should manage the existing policy, import it: {self.import_hint}",
-            )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject, lambda _: ("policy",))
-        return self._from_api(resp.policy, planned)
+            request = cp.pb.UpdatePolicyRequest(policy=policy)
+            return self.written(cp, diags, action="create", method="Update", request=request, values=planned)
+        return self.written(
+            cp,
+            diags,
+            action="create",
+            method="Create",
+            request=cp.pb.CreatePolicyRequest(policy=policy),
+            values=planned,
+            hint=f"If Terraform should manage the existing policy, import it: {self.import_hint}",
+        )
 
     def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         cp = self.client(client, diags)
@@ -138,19 +131,7 @@ class Policy(VaultResource):
             return state
         name = state.get("name") or state.get("id") or ""
         request = cp.pb.ReadPolicyRequest(namespace=cp.namespace(state.get("namespace")), name=name)
-        resp = self.call(
-            cp,
-            diags,
-            action="read",
-            subject=f'policy "{name}"',
-            service="Policies",
-            method="Read",
-            request=request,
-            not_found_ok=True,
-        )
-        if resp is None:
-            return state if diags.has_errors else None
-        return self._from_api(resp.policy, state)
+        return self.read_back(cp, diags, request, state, subject=f'policy "{name}"')
 
     def update(
         self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
@@ -158,23 +139,8 @@ class Policy(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        subject = self.subject(planned)
-        policy = cp.pb.Policy(
-            namespace=cp.namespace(planned.get("namespace")), name=planned["name"], policy=planned["policy"]
-        )
-        resp = self.call(
-            cp,
-            diags,
-            action="update",
-            subject=subject,
-            service="Policies",
-            method="Update",
-            request=cp.pb.UpdatePolicyRequest(policy=policy),
-        )
-        if resp is None:
-            return None
-        self.warn(cp, diags, resp, subject, lambda _: ("policy",))
-        return self._from_api(resp.policy, planned)
+        request = cp.pb.UpdatePolicyRequest(policy=self._to_api(cp, planned))
+        return self.written(cp, diags, action="update", method="Update", request=request, values=planned)
 
     def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
         cp = self.client(client, diags)
@@ -190,15 +156,11 @@ class Policy(VaultResource):
         request = cp.pb.DeletePolicyRequest(
             namespace=cp.namespace(state.get("namespace")), name=state["name"]
         )
-        self.call(
+        self.remove(
             cp,
             diags,
-            action="delete",
-            subject=self.subject(state),
-            service="Policies",
-            method="Delete",
-            request=request,
-            not_found_ok=True,
+            request,
+            state,
             hint="A policy that is still used as a ceiling policy cannot be deleted: remove it from "
             "vault_agent_registration.ceiling_policies first (or let Terraform order it with a reference).",
         )
