@@ -6,14 +6,14 @@ from __future__ import annotations
 import hashlib
 import stat
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from test_cp_support import SIMPLE_POLICY, C, Client, client, db_dump, expect, module_server, rpc_error, uniq
+from test_cp_support import SIMPLE_POLICY, C, Client, db_dump, expect, rpc_error, uniq
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 
@@ -27,17 +27,6 @@ SERVICES = [
 ]
 DENY = "a valid admin token is required: send `authorization: Bearer <token>` metadata"
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from module_server(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def c(srv: Any) -> Iterator[Client]:
-    with client(srv) as cl:
-        yield cl
 
 
 def all_methods() -> list[str]:

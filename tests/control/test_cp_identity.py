@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
-from test_cp_support import C, Client, client, expect, expect_invalid, module_server, rpc_error, uniq, violations
+from test_cp_support import C, Client, expect, expect_invalid, rpc_error, uniq, violations
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from module_server(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def c(srv: Any) -> Iterator[Client]:
-    with client(srv) as cl:
-        yield cl
 
 
 def alias_req(**kw: Any) -> pb.CreateAliasRequest:

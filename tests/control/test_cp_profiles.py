@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,11 +16,9 @@ from test_cp_support import (
     RSA_PUBLIC_PEM,
     C,
     Client,
-    client,
     db_dump,
     expect,
     expect_invalid,
-    module_server,
     uniq,
 )
 
@@ -36,17 +33,6 @@ WARN_ONE_FAMILY = "profile supports only one algorithm family - consider support
 
 def warn_rs(alg: str) -> str:
     return f'algorithm "{alg}" is functional but consider using PS{alg[2:]} (RSA-PSS) for better security'
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from module_server(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def c(srv: Any) -> Iterator[Client]:
-    with client(srv) as cl:
-        yield cl
 
 
 def issuer() -> str:

@@ -6,28 +6,17 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
-from test_cp_support import SIMPLE_POLICY, C, Client, client, module_server, uniq
+from test_cp_support import SIMPLE_POLICY, C, Client, client, uniq
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 
 THREADS = 8
 Outcome = tuple[Any, Any]  # ("ok", response) or (status code, details)
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from module_server(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def c(srv: Any) -> Iterator[Client]:
-    with client(srv) as cl:
-        yield cl
 
 
 def race(srv: Any, fn: Callable[[Client, int], Any], n: int = THREADS) -> list[Outcome]:

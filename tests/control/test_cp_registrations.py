@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_cp_support import C, Client, client, expect, expect_invalid, module_server, uniq
+from test_cp_support import C, Client, expect, expect_invalid, uniq
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from module_server(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def c(srv: Any) -> Iterator[Client]:
-    with client(srv) as cl:
-        yield cl
 
 
 def create_req(**kw: Any) -> pb.CreateRegistrationRequest:
