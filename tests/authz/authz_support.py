@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import json
 import sys
 import time
@@ -14,11 +13,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
 import pytest
+import root_conftest
 
 from agentceiling._gen.agentceiling.v1 import authorization_pb2 as apb
 from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as apbg
@@ -26,24 +25,11 @@ from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 from agentceiling.dev_idp import DevIdp
 
-TESTS = Path(__file__).resolve().parent.parent
 ALL_ALGS = ["ES256", "PS256", "EdDSA", "RS256"]
 RAR_NO_MATCH_TEXT = "No valid authorization_details claim found matching this request."
 
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py, loaded by path (every directory's conftest is called "conftest")."""
-    name = "agentceiling_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_conftest = _root_conftest()
+_conftest = root_conftest.root
 start_server: Callable[..., Any] = _conftest.start_server
 wait_healthy: Callable[..., None] = _conftest.wait_healthy
 free_port: Callable[[], int] = _conftest.free_port

@@ -5,17 +5,15 @@ name only keeps the module importable without clashing with other directories' h
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
 import pytest
+import root_conftest
 import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,25 +25,11 @@ from grpc_status import rpc_status
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 
-TESTS = Path(__file__).resolve().parent.parent
 C = grpc.StatusCode
 SIMPLE_POLICY = 'path "secret/data/app/*" {\n  capabilities = ["read", "list"]\n}\n'
 
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py, loaded by path: conftest modules outside packages all share the module
-    name "conftest", so ``import conftest`` may return another directory's."""
-    name = "agentceiling_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "conftest.py")
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-_conftest = _root_conftest()
+_conftest = root_conftest.root
 start_server: Callable[..., Any] = _conftest.start_server
 wait_healthy: Callable[..., None] = _conftest.wait_healthy
 free_port: Callable[[], int] = _conftest.free_port
