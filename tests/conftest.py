@@ -147,7 +147,13 @@ class RunningServer:
         return int(self.proc.returncode)
 
 
-def wait_healthy(address: str, timeout: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_healthy(
+    address: str,
+    timeout: float = 30,
+    proc: subprocess.Popen[bytes] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Until ``address`` answers SERVING (over TLS with ``credentials``)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     deadline = time.monotonic() + timeout
@@ -156,7 +162,10 @@ def wait_healthy(address: str, timeout: float = 30, proc: subprocess.Popen[bytes
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with grpc.insecure_channel(address) as ch:
+            channel = (
+                grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials)
+            )
+            with channel as ch:
                 resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     return

@@ -6,37 +6,29 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from authz_support import ALL_ALGS, ControlClient, Idp, World, _conftest, free_port, path_access, uniq
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from authz_support import (
+    ALL_ALGS,
+    ControlClient,
+    Idp,
+    World,
+    _conftest,
+    free_port,
+    path_access,
+    uniq,
+    wait_healthy,
+)
 from tls_support import self_signed
 
 from agentceiling._gen.agentceiling.v1 import authorization_pb2 as apb
 from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as apbg
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _wait_tls_healthy(address: str, creds: grpc.ChannelCredentials, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with grpc.secure_channel(address, creds) as ch:
-                status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.RpcError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{address} not healthy over TLS")
 
 
 @pytest.fixture
@@ -59,8 +51,8 @@ def test_authorize_over_tls(tmp_path: Path, idp: Idp) -> None:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     srv = _conftest.RunningServer(proc, data, address, authz, "", log_path)
     try:
-        _wait_tls_healthy(address, creds, proc)
-        _wait_tls_healthy(authz, creds, proc)
+        wait_healthy(address, 60, proc, creds)
+        wait_healthy(authz, 60, proc, creds)
         with grpc.secure_channel(address, creds) as control:
             cc = ControlClient(control, srv.token, namespace=uniq("ns"))
             world = World(srv, idp, cc, cc.profile(idp, supported_algorithms=ALL_ALGS, audiences=["agentceiling"]))
