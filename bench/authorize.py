@@ -25,9 +25,10 @@ What it does, in one run:
    ``--warmup``), ``--rounds`` times. The machine is shared with other work, so absolute numbers
    drift by tens of percent within a minute; a pair sees the same conditions, and the report gives
    medians of the per-pair ratios;
-5. prints throughput (calls/s), p50 and p99 latency, the server's CPU time per call (from
-   /proc/<pid>/stat) and the client's, the ratios against the no-op, and checks the targets:
-   Authorize throughput >= 60% of the no-op's, p99 <= 2x the no-op's.
+5. prints throughput (calls/s), p50 and p99 latency, the server's CPU time per call (user and
+   system, from /proc/<pid>/stat) and its threads' context switches per call, the client's CPU
+   time per call, the ratios against the no-op, and checks the targets: Authorize throughput
+   >= 60% of the no-op's, p99 <= 2x the no-op's.
 
 Every call of the Authorize phases must come back ALLOWED (anything else aborts the run), and the
 audit log's hash chain is verified at the end.
@@ -358,14 +359,32 @@ def _setup(address: str, token: str, idp: DevIdp, alg: str) -> str:
     return "bench-agent"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), 0.0 where unavailable."""
+def _server_counters(pid: int) -> tuple[float, float, int]:
+    """(user CPU s, system CPU s, context switches) of a process so far, from Linux /proc; zeros
+    where unavailable. Switches (voluntary + involuntary, summed over its threads) show how often
+    the server's threads block and wake: on a small VM each costs scheduler time and a GIL hand-off
+    (docs/performance.md, "context switches")."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tck = os.sysconf("SC_CLK_TCK")
+        user, system = int(fields[11]) / tck, int(fields[12]) / tck
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return 0.0, 0.0, 0
+    switches = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        tids = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        switches += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended between listdir and open
+    return user, system, switches
 
 
 def _percentile(sorted_ns: list[int], q: float) -> float:
@@ -396,12 +415,13 @@ def _phase(
         share = tokens[i * per : (i + 1) * per] if kind == "fresh" else tokens[:1]
         jobs.append((address, kind, share, threads, t0, warm_until, stop))
     pending = pool.map_async(_client_aio if client == "aio" else _client, jobs)
-    cpu0 = cpu1 = 0.0
+    before = after = (0.0, 0.0, 0)
     if server_pid:
         time.sleep(max(0.0, warm_until - time.time()))
-        cpu0 = _cpu_seconds(server_pid)
+        before = _server_counters(server_pid)
         time.sleep(max(0.0, stop - time.time()))
-        cpu1 = _cpu_seconds(server_pid)
+        after = _server_counters(server_pid)
+    user, system, switches = (a - b for a, b in zip(after, before, strict=True))
     outs = pending.get()
     failures = [f for o in outs for f in o["failures"]]
     if failures:
@@ -415,8 +435,11 @@ def _phase(
         "p50_ms": _percentile(lat, 0.50),
         "p99_ms": _percentile(lat, 0.99),
         "mean_ms": (sum(lat) / len(lat) / 1e6) if lat else float("nan"),
-        "server_cpu_us_per_call": (cpu1 - cpu0) / len(lat) * 1e6 if lat and server_pid else float("nan"),
-        "server_cpu_share": (cpu1 - cpu0) / seconds if server_pid else float("nan"),
+        "server_cpu_us_per_call": (user + system) / len(lat) * 1e6 if lat and server_pid else float("nan"),
+        "server_user_us_per_call": user / len(lat) * 1e6 if lat and server_pid else float("nan"),
+        "server_system_us_per_call": system / len(lat) * 1e6 if lat and server_pid else float("nan"),
+        "server_switches_per_call": switches / len(lat) if lat and server_pid else float("nan"),
+        "server_cpu_share": (user + system) / seconds if server_pid else float("nan"),
         "client_cpu_us_per_call": sum(o["cpu"] for o in outs) / len(lat) * 1e6 if lat else float("nan"),
     }
 
@@ -515,7 +538,9 @@ def main() -> int:
                         print(
                             f"round {r + 1} {phase:9s} {res['throughput']:8.0f} calls/s  p50 {res['p50_ms']:6.2f} ms  "
                             f"p99 {res['p99_ms']:6.2f} ms  server CPU {res['server_cpu_us_per_call']:5.0f} us/call "
-                            f"({res['server_cpu_share']:.2f} cores)  "
+                            f"({res['server_cpu_share']:.2f} cores; user {res['server_user_us_per_call']:.0f}, "
+                            f"system {res['server_system_us_per_call']:.0f}; "
+                            f"{res['server_switches_per_call']:.1f} switches/call)  "
                             f"client {res['client_cpu_us_per_call']:4.0f} us/call",
                             flush=True,
                         )
@@ -535,6 +560,7 @@ def main() -> int:
                 "p50_ms": med(p[kind]["p50_ms"] for p in ps),
                 "p99_ms": med(p[kind]["p99_ms"] for p in ps),
                 "server_cpu_us_per_call": med(p[kind]["server_cpu_us_per_call"] for p in ps),
+                "server_switches_per_call": med(p[kind]["server_switches_per_call"] for p in ps),
                 "pairs": ps,
             }
         noops = [p["noop"] for ps in pairs.values() for p in ps]
@@ -543,6 +569,7 @@ def main() -> int:
             "p50_ms": med(n["p50_ms"] for n in noops),
             "p99_ms": med(n["p99_ms"] for n in noops),
             "server_cpu_us_per_call": med(n["server_cpu_us_per_call"] for n in noops),
+            "server_switches_per_call": med(n["server_switches_per_call"] for n in noops),
             "throughput_ratio": 1.0,
             "p99_ratio": 1.0,
             "server_cpu_ratio": 1.0,
@@ -568,14 +595,14 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs; client: {args.procs} processes x {args.threads} threads; alg {args.alg}")
     print(f"audit log: {results['audit_records']} records, chain {'intact' if results['audit_ok'] else 'BROKEN'}")
     print(f"medians over {args.rounds} rounds; ratios are per round against the no-op phase just before")
-    head = f"{'workload':10s} {'calls/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'srv us/call':>12s}"
+    head = f"{'workload':10s} {'calls/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'srv us/call':>12s} {'srv sw/call':>12s}"
     print(f"{head} {'tput/noop':>10s} {'p99/noop':>9s} {'noop/srv CPU':>13s}")
     for kind in kinds:
         r = results[kind]
         print(
             f"{kind:10s} {r['throughput']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
-            f"{r['server_cpu_us_per_call']:12.0f} {r['throughput_ratio']:10.2f} {r['p99_ratio']:9.2f} "
-            f"{r['server_cpu_ratio']:13.2f}"
+            f"{r['server_cpu_us_per_call']:12.0f} {r['server_switches_per_call']:12.1f} "
+            f"{r['throughput_ratio']:10.2f} {r['p99_ratio']:9.2f} {r['server_cpu_ratio']:13.2f}"
         )
         if kind != "noop" and (r["throughput_ratio"] < 0.60 or r["p99_ratio"] > 2.0):
             ok = False
