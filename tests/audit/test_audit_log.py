@@ -23,6 +23,7 @@ import pytest
 
 from agentceiling.store.audit_log import (
     GENESIS_HASH,
+    ROTATED_EVENT,
     AuditLog,
     AuditLogCorrupt,
     AuditLogLocked,
@@ -30,8 +31,10 @@ from agentceiling.store.audit_log import (
     AuditUnavailable,
     format_record,
     iter_records,
+    segment_paths,
     tail,
     verify,
+    verify_chain,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -173,7 +176,9 @@ def test_concurrent_appends_are_contiguous_and_group_committed(tmp_path: Path) -
     assert sorted(rec["decision"]["decision_id"] for rec in by_seq.values()) == sorted(
         f"dec-{i}" for i in range(total)
     )
-    assert verify(path) == verify(path).__class__(True, total, None, "")
+    result = verify(path)
+    assert (result.ok, result.records, result.first_bad_seq, result.problem) == (True, total, None, "")
+    assert (result.first_seq, result.last_hash) == (1, by_seq[total]["hash"])
     assert stats["records"] == total
     assert stats["batches"] < total / 4, stats  # group commit actually grouped
 
@@ -646,3 +651,178 @@ def test_iter_records_rejects_garbage_complete_lines(tmp_path: Path) -> None:
     assert [next(it)["seq"], next(it)["seq"]] == [1, 2]
     with pytest.raises(AuditLogCorrupt, match="not valid JSON"):
         next(it)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rotation: segments, the marker, the chain across files
+# --------------------------------------------------------------------------------------------------
+
+
+def _rotate(alog: AuditLog) -> None:
+    before = alog.stats["rotations"]
+    alog.request_rotation()
+    _wait_for(lambda: alog.stats["rotations"] == before + 1)
+
+
+def test_rotation_moves_records_to_a_segment_and_chains_the_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        before = [alog.append(decision(i)) for i in range(5)]
+        _rotate(alog)
+        after = [alog.append(decision(i)) for i in range(5, 8)]
+    segment = tmp_path / "audit.log.000000000001"
+    assert segment_paths(path) == [segment]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [r["seq"] for r in records(segment)] == [1, 2, 3, 4, 5]
+    active = records(path)
+    marker = active[0]
+    assert marker["seq"] == 6 and marker["prev_hash"] == before[-1].hash
+    assert marker["decision"] == {
+        "event": ROTATED_EVENT,
+        "previous_file": "audit.log.000000000001",
+        "previous_first_seq": 1,
+        "previous_last_seq": 5,
+    }
+    assert [r.seq for r in after] == [7, 8, 9] and after[0] != marker
+    assert active[1]["prev_hash"] == marker["hash"]
+    # Each file verifies on its own (the active one from its marker), and the chain across them.
+    assert verify(segment).ok and verify(segment).records == 5
+    alone = verify(path)
+    assert alone.ok and (alone.first_seq, alone.records, alone.start_hash) == (6, 4, before[-1].hash)
+    chain = verify_chain(path)
+    assert chain.ok and chain.records == 9 and chain.files == (segment, path) and chain.first_seq == 1
+    # Reopening continues after the marker; tail reads back into the segment.
+    with AuditLog.open(path) as alog:
+        assert alog.last_seq == 9
+        alog.append(decision(9))
+    assert [r["seq"] for r in tail(path, 7)] == [4, 5, 6, 7, 8, 9, 10]
+    assert verify_chain(path).ok
+
+
+def test_rotation_by_size_keeps_one_unbroken_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    one = len(canonical(decision(0))) + 200
+    with AuditLog.open(path, rotate_bytes=3 * one) as alog:
+        receipts = [alog.append(decision(i)) for i in range(40)]
+        rotations = alog.stats["rotations"]
+    assert rotations >= 8
+    segments = segment_paths(path)
+    assert len(segments) == rotations
+    assert all(s.stat().st_size >= 3 * one - one for s in segments)
+    chain = verify_chain(path)
+    assert chain.ok, chain.problem
+    assert chain.records == 40 + rotations  # every decision, plus one marker per rotation
+    decisions = [r["decision"] for f in chain.files for r in records(f) if "event" not in r["decision"]]
+    assert [d["decision_id"] for d in decisions] == [f"dec-{i}" for i in range(40)]
+    by_seq = {r["seq"]: r for f in chain.files for r in records(f)}
+    assert all(by_seq[r.seq]["hash"] == r.hash for r in receipts)
+
+
+def test_rotating_an_empty_log_does_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        alog.request_rotation()
+        alog.append(decision(0))
+    assert segment_paths(path) == [] and [r["seq"] for r in records(path)] == [1]
+
+
+def test_chain_verification_detects_tampering_across_segments(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        for k in range(3):
+            for i in range(4):
+                alog.append(decision(10 * k + i))
+            _rotate(alog)
+        alog.append(decision(99))
+    segs = segment_paths(path)
+    assert [s.name for s in segs] == ["audit.log.000000000001", "audit.log.000000000005", "audit.log.000000000010"]
+    assert verify_chain(path).ok
+
+    # A segment removed from the middle: the next file does not start where the previous ended.
+    hidden = segs[1].with_name("elsewhere")
+    segs[1].rename(hidden)
+    result = verify_chain(path)
+    assert not result.ok and "audit.log.000000000010 starts at seq 10" in result.problem
+    hidden.rename(segs[1])
+
+    # The head of the active file cut (marker and all): the file alone no longer verifies.
+    original = path.read_bytes()
+    path.write_bytes(b"".join(lines(path)[1:]))
+    result = verify_chain(path)
+    assert not result.ok and "marker of a rotation" in result.problem
+    path.write_bytes(original)
+
+    # A record edited inside an old segment.
+    seg_bytes = segs[0].read_bytes()
+    segs[0].write_bytes(seg_bytes.replace(b"secret/data/app/2", b"secret/data/app/X"))
+    result = verify_chain(path)
+    assert not result.ok and result.problem.startswith("audit.log.000000000001:")
+    segs[0].write_bytes(seg_bytes)
+
+    # A whole segment swapped for a self-consistent forgery that does not link up.
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    with AuditLog.open(forged / "audit.log") as other:
+        for i in range(4):
+            other.append(decision(i))
+    segs[0].write_bytes((forged / "audit.log").read_bytes())
+    result = verify_chain(path)
+    assert not result.ok and "not chained" in result.problem
+    segs[0].write_bytes(seg_bytes)
+
+    # The oldest segments archived away: still a valid chain, starting later (and said so).
+    segs[0].unlink()
+    result = verify_chain(path)
+    assert result.ok and result.first_seq == 5 and result.records == 13 - 4 + 3
+
+
+def test_crash_between_rename_and_marker_continues_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    receipts = make_log(path, 3)
+    path.rename(tmp_path / "audit.log.000000000001")  # what a rotation had done when it crashed
+    with AuditLog.open(path) as alog:
+        assert alog.last_seq == 4  # the marker
+        alog.append(decision(3))
+    marker = records(path)[0]
+    assert marker["prev_hash"] == receipts[-1].hash and marker["decision"]["previous_last_seq"] == 3
+    chain = verify_chain(path)
+    assert chain.ok and chain.records == 5
+
+
+def test_a_torn_segment_refuses_to_continue(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 2)
+    segment = tmp_path / "audit.log.000000000001"
+    path.rename(segment)
+    segment.write_bytes(segment.read_bytes()[:-5])
+    with pytest.raises(AuditLogCorrupt, match="empty or torn"):
+        AuditLog.open(path)
+
+
+def test_follow_continues_across_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    stop = threading.Event()
+    with AuditLog.open(path) as alog:
+        alog.append(decision(0))
+        follower, seen = _follow(path, stop)
+        _wait_for(lambda: len(seen) == 1)
+        alog.append(decision(1))
+        _rotate(alog)
+        alog.append(decision(2))
+        _wait_for(lambda: len(seen) == 4)
+    stop.set()
+    follower.join(5)
+    assert [r["seq"] for r in seen] == [1, 2, 3, 4]
+    assert seen[2]["decision"]["event"] == ROTATED_EVENT
+
+
+def test_rotation_that_cannot_rename_keeps_appending(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        alog.append(decision(0))
+        (tmp_path / "audit.log.000000000001").mkdir()  # the segment's name is taken
+        alog.request_rotation()
+        receipt = alog.append(decision(1))
+        _wait_for(lambda: "cannot rotate" in caplog.text)
+        assert not alog.failed and alog.stats["rotations"] == 0
+    assert receipt.seq == 2 and verify(path).ok and verify(path).records == 2

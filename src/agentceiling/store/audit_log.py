@@ -19,6 +19,16 @@ The chain is unkeyed: it detects accidental corruption and edits by anyone who d
 every later record.  Removing records from the *end* is only detectable against an external anchor
 (e.g. a receipt kept elsewhere).
 
+Rotation: the active file is ``<log>``; :meth:`AuditLog.request_rotation` (the server's SIGHUP,
+``agentceiling audit rotate``) or a size limit (``rotate_bytes``) renames it to the *segment*
+``<log>.<first seq, 12 digits>`` and starts a new active file whose first record is a rotation
+marker (decision ``{"event": "audit_log_rotated", ...}``) chained to the segment's last record.
+The chain runs unbroken through every segment: :func:`verify` accepts a file that starts after
+seq 1 only with that marker (so records cut from the head of a file are still detected), and
+:func:`verify_chain` checks every segment in the directory and the links between them. Old
+segments may be archived or removed by the operator; the chain then starts at the oldest one left,
+which :func:`verify_chain` reports.
+
 Concurrency: :meth:`AuditLog.append` may be called from many threads.  A single writer thread takes
 every pending record, writes them with one ``os.write`` and makes them durable with one
 ``os.fdatasync`` (group commit), then wakes all the waiters.  Exclusive use of a log file by one
@@ -51,22 +61,29 @@ from typing import Any, Final
 __all__ = [
     "GENESIS_HASH",
     "MAX_LINE_BYTES",
+    "ROTATED_EVENT",
     "AuditLog",
     "AuditLogCorrupt",
     "AuditLogError",
     "AuditLogLocked",
     "AuditReceipt",
     "AuditUnavailable",
+    "ChainResult",
     "VerifyResult",
     "format_record",
     "iter_records",
+    "segment_paths",
     "tail",
     "verify",
+    "verify_chain",
 ]
 
 log = logging.getLogger(__name__)
 
 GENESIS_HASH: Final = "0" * 64
+#: ``decision.event`` of the first record of an active file started by a rotation.
+ROTATED_EVENT: Final = "audit_log_rotated"
+_SEGMENT_DIGITS: Final = 12
 #: Longest line (record + newline) the log writes or accepts when reading.
 MAX_LINE_BYTES: Final = 4 * 1024 * 1024
 #: Room left in a line for everything but the decision payload.
@@ -132,6 +149,44 @@ class VerifyResult:
     records: int
     first_bad_seq: int | None
     problem: str
+    first_seq: int = 1
+    """Sequence number of the file's first record (> 1 for a file started by a rotation)."""
+    last_hash: str = GENESIS_HASH
+    """Hash of the last good record (the file's first ``prev_hash`` when it has none)."""
+    start_hash: str = GENESIS_HASH
+    """``prev_hash`` of the file's first record: what links it to the previous segment."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    """Outcome of :func:`verify_chain` over the active file and its rotated segments."""
+
+    ok: bool
+    records: int
+    files: tuple[Path, ...]
+    problem: str
+    first_seq: int = 1
+    """Sequence number of the oldest record present; > 1 when older segments were archived."""
+
+
+def segment_path(path: Path, first_seq: int) -> Path:
+    """Name of the rotated segment of the log at ``path`` whose first record is ``first_seq``."""
+    return path.with_name(f"{path.name}.{first_seq:0{_SEGMENT_DIGITS}d}")
+
+
+def segment_paths(path: Path) -> list[Path]:
+    """The rotated segments of the log at ``path``, oldest first (not the active file)."""
+    pattern = re.compile(re.escape(path.name) + rf"\.(\d{{{_SEGMENT_DIGITS}}})")
+    found: list[tuple[int, Path]] = []
+    try:
+        entries = list(path.parent.iterdir())
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is not None:
+            found.append((int(m.group(1)), entry))
+    return [p for _, p in sorted(found)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,6 +280,31 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _record_line(payload: bytes, seq: int, prev: str, now: str) -> tuple[tuple[bytes, ...], str]:
+    """The canonical line of a record (as parts to join) and its hash, from the decision's
+    canonical JSON: the keys sort as decision, hash, prev_hash, seq, time."""
+    rest = f',"prev_hash":"{prev}","seq":{seq},"time":"{now}"}}'.encode("ascii")
+    h = hashlib.sha256(b'{"decision":')
+    h.update(payload)
+    h.update(rest)
+    digest = h.hexdigest()
+    return (b'{"decision":', payload, b',"hash":"', digest.encode("ascii"), b'"', rest, b"\n"), digest
+
+
+def _first_seq(fd: int, end: int, path: Path) -> int:
+    """``seq`` of the first record of a file whose complete lines end at ``end`` (> 0)."""
+    head = _pread_exact(fd, min(end, MAX_LINE_BYTES), 0)
+    nl = head.find(b"\n")
+    try:
+        rec = _parse_json_line(head[: nl + 1]) if nl >= 0 else None
+    except ValueError:
+        rec = None
+    seq = rec.get("seq") if isinstance(rec, dict) else None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise AuditLogCorrupt(f"audit log {path}: the first line is not a record; refusing to open; run verify")
+    return seq
+
+
 def _record_hash(rec: Mapping[str, Any]) -> str:
     body = {k: v for k, v in rec.items() if k != "hash"}
     return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
@@ -305,12 +385,14 @@ class AuditLog:
     #: Bytes of a torn (never acknowledged) last line removed when the log was opened.
     recovered_torn_bytes: int
 
-    def __init__(self, path: Path, *, fsync: bool, max_batch: int, max_delay: float) -> None:
+    def __init__(self, path: Path, *, fsync: bool, max_batch: int, max_delay: float, rotate_bytes: int = 0) -> None:
         """Use :meth:`AuditLog.open`."""
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         if max_delay < 0:
             raise ValueError("max_delay must be >= 0")
+        if rotate_bytes < 0:
+            raise ValueError("rotate_bytes must be >= 0")
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.fsync = fsync
@@ -331,10 +413,15 @@ class AuditLog:
         self._last_batch = 1
         self._batches = 0
         self._records = 0
+        self._rotations = 0
+        self._rotate_requested = False
+        self._rotate_bytes = rotate_bytes
+        self._rotate_at = rotate_bytes  # size that triggers the next rotation (0: never)
         # Owned by the writer thread once it runs (published under _cond for the properties).
         self._seq = 0
         self._hash = GENESIS_HASH
         self._size = 0
+        self._first_seq = 1  # seq of the active file's first record (its segment's name)
         self._regular = True
         self._ident: tuple[int, int] = (0, 0)
         self._lock_fd = -1
@@ -351,16 +438,26 @@ class AuditLog:
         self._writer.start()
 
     @classmethod
-    def open(cls, path: Path, *, fsync: bool = True, max_batch: int = 512, max_delay: float = 0.002) -> AuditLog:
+    def open(
+        cls,
+        path: Path,
+        *,
+        fsync: bool = True,
+        max_batch: int = 512,
+        max_delay: float = 0.002,
+        rotate_bytes: int = 0,
+    ) -> AuditLog:
         """Open (creating if needed) the log at ``path`` for appending.
 
         Takes an exclusive lock on ``<path>.lock`` (:class:`AuditLogLocked` if held elsewhere),
         recovers ``seq`` and the chain head from the file's tail, and truncates a torn last line.
         ``max_batch`` caps the records per group commit; ``max_delay`` is the longest the writer
         lingers to let concurrent appenders join a batch (it only lingers when it has recently seen
-        concurrency, so a lone appender is never delayed).
+        concurrency, so a lone appender is never delayed). ``rotate_bytes`` > 0 rotates the active
+        file once it reaches that size (see the module docstring); an empty active file next to
+        rotated segments continues their chain.
         """
-        return cls(path, fsync=fsync, max_batch=max_batch, max_delay=max_delay)
+        return cls(path, fsync=fsync, max_batch=max_batch, max_delay=max_delay, rotate_bytes=rotate_bytes)
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -434,6 +531,10 @@ class AuditLog:
         # starts at seq 1.
         if not existed:
             _fsync_dir(self.path.parent)
+        if self._regular and self._size == 0:
+            segments = segment_paths(self.path)
+            if segments:
+                self._continue_from(segments[-1])
 
     def _recover(self, size: int) -> None:
         fd = self._fd
@@ -468,12 +569,65 @@ class AuditLog:
                         "refusing to open; run verify"
                     )
                 seq, last_hash = rec["seq"], rec["hash"]
+                self._first_seq = _first_seq(fd, end, self.path)
         if end < size:
             self.recovered_torn_bytes = size - end
             log.warning("audit log %s: truncating %d bytes of a torn (unacknowledged) last line", self.path, size - end)
             os.ftruncate(fd, end)
             _sync(fd)
         self._seq, self._hash, self._size = seq, last_hash, end
+
+    def _continue_from(self, segment: Path) -> None:
+        """The active file is empty but rotated segments exist (a crash between a rotation's rename
+        and its marker, or the file removed while the server was stopped): continue the chain from
+        the newest segment's last record, starting with a rotation marker."""
+        fd = os.open(segment, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0 or _complete_end(fd, size) != size:
+                raise AuditLogCorrupt(f"audit log segment {segment} is empty or torn; refusing to open; run verify")
+            start = _rfind_newline(fd, size - 1) + 1
+            line = _pread_exact(fd, size - start, start)
+            first = _first_seq(fd, size, segment)
+        finally:
+            os.close(fd)
+        try:
+            rec = _parse_json_line(line)
+        except ValueError:
+            rec = None
+        problem = _check_record(rec)
+        if problem is None and _canonical(rec).encode() + b"\n" != line:
+            problem = "not in canonical form"
+        if problem is not None:
+            raise AuditLogCorrupt(
+                f"audit log segment {segment}: last record is invalid: {problem}; refusing to open; run verify"
+            )
+        assert isinstance(rec, dict)
+        log.warning(
+            "audit log %s is empty: continuing the hash chain of %s after seq %d", self.path, segment.name, rec["seq"]
+        )
+        self._seq, self._hash = rec["seq"], rec["hash"]
+        self._append_marker(segment.name, first)
+
+    def _append_marker(self, previous: str, previous_first_seq: int) -> None:
+        """Write the rotation marker as the active file's first record, durably."""
+        payload = _canonical(
+            {
+                "event": ROTATED_EVENT,
+                "previous_file": previous,
+                "previous_first_seq": previous_first_seq,
+                "previous_last_seq": self._seq,
+            }
+        ).encode("ascii")
+        parts, digest = _record_line(payload, self._seq + 1, self._hash, _now())
+        data = b"".join(parts)
+        _write_all(self._fd, data)
+        _sync(self._fd)
+        with self._cond:
+            self._seq += 1
+            self._hash = digest
+            self._size += len(data)
+            self._first_seq = self._seq
 
     def _release(self) -> None:
         if self._fd >= 0:
@@ -545,6 +699,14 @@ class AuditLog:
         assert item.receipt is not None
         return item.receipt
 
+    def request_rotation(self) -> None:
+        """Ask the writer to rotate the active file before its next group commit (or now, if idle).
+
+        Safe to call from a signal handler's thread. A no-op for an empty or non-regular file."""
+        with self._cond:
+            self._rotate_requested = True
+            self._cond.notify()
+
     def close(self) -> None:
         """Write out everything already submitted, then release the file and the lock. Idempotent."""
         with self._close_lock:
@@ -598,7 +760,7 @@ class AuditLog:
     def stats(self) -> dict[str, int]:
         """Committed records and group commits (batches) since open."""
         with self._cond:
-            return {"records": self._records, "batches": self._batches}
+            return {"records": self._records, "batches": self._batches, "rotations": self._rotations}
 
     # -- payload checks ----------------------------------------------------------------------------
 
@@ -640,28 +802,36 @@ class AuditLog:
         batch: list[_Pending] = []
         try:
             while True:
+                event: threading.Event | None = None
                 with self._cond:
                     self._wake_at = 1
-                    while not self._queue and not self._closing:
+                    while not self._queue and not self._closing and not self._rotate_requested:
                         self._cond.wait()
-                    if not self._queue:
+                    rotate, self._rotate_requested = self._rotate_requested, False
+                    if not self._queue and not rotate:
                         return  # closing, and everything is written
-                    self._linger()
-                    self._wake_at = sys.maxsize
-                    batch = []
-                    size = 0
-                    while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
-                        item = self._queue.popleft()
-                        if item.take():
-                            batch.append(item)
-                            size += len(item.payload)
-                    event, self._event = self._event, threading.Event()
-                    for left in self._queue:  # records that did not fit wait for the next group
-                        left.event = self._event
+                    if self._queue:
+                        self._linger()
+                        self._wake_at = sys.maxsize
+                        batch = []
+                        size = 0
+                        while self._queue and len(batch) < self._max_batch and size < _MAX_BATCH_BYTES:
+                            item = self._queue.popleft()
+                            if item.take():
+                                batch.append(item)
+                                size += len(item.payload)
+                        event, self._event = self._event, threading.Event()
+                        for left in self._queue:  # records that did not fit wait for the next group
+                            left.event = self._event
+                if rotate:
+                    self._rotate()
                 if batch:
                     self._commit(batch)
                     batch = []
-                event.set()
+                if event is not None:
+                    event.set()
+                if self._rotate_at and self._size >= self._rotate_at:
+                    self._rotate()
         except BaseException as exc:
             self._fail(exc, batch)
 
@@ -689,12 +859,8 @@ class AuditLog:
         now = _now()  # commit time, shared by the batch
         for item in batch:
             seq += 1
-            rest = f',"prev_hash":"{prev}","seq":{seq},"time":"{now}"}}'.encode("ascii")
-            h = hashlib.sha256(b'{"decision":')
-            h.update(item.payload)
-            h.update(rest)
-            digest = h.hexdigest()
-            parts += (b'{"decision":', item.payload, b',"hash":"', digest.encode("ascii"), b'"', rest, b"\n")
+            line, digest = _record_line(item.payload, seq, prev, now)
+            parts += line
             receipts.append(AuditReceipt(seq, digest))
             prev = digest
         data = b"".join(parts)
@@ -710,6 +876,42 @@ class AuditLog:
             self._last_batch = len(batch)
         for item, receipt in zip(batch, receipts, strict=True):
             item.resolve(receipt, None)
+
+    def _rotate(self) -> None:
+        """Writer thread, between group commits: the active file becomes the segment named after its
+        first record, and a new active file starts with a marker chained to the segment's last
+        record. A failure before the rename leaves everything as it was (logged; a size-triggered
+        rotation is retried after another ``rotate_bytes``); after it, the log fails closed."""
+        if not self._regular or self._size == 0:
+            return
+        segment = segment_path(self.path, self._first_seq)
+        try:
+            if segment.exists():
+                raise FileExistsError(errno.EEXIST, "a segment of that name already exists", str(segment))
+            self._check_still_linked()
+            os.rename(self.path, segment)
+        except OSError as exc:
+            log.error("audit log %s: cannot rotate to %s: %s; still appending to it", self.path, segment.name, exc)
+            if self._rotate_bytes:
+                self._rotate_at = self._size + self._rotate_bytes
+            return
+        old = self._fd
+        _fsync_dir(self.path.parent)
+        self._fd = os.open(
+            self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, _FILE_MODE
+        )
+        os.close(old)
+        st = os.fstat(self._fd)
+        self._ident = (st.st_dev, st.st_ino)
+        with self._cond:
+            self._size = 0
+        previous_first = self._first_seq
+        self._append_marker(segment.name, previous_first)
+        _fsync_dir(self.path.parent)
+        self._rotate_at = self._rotate_bytes
+        with self._cond:
+            self._rotations += 1
+        log.info("audit log %s: rotated records %d-%d to %s", self.path, previous_first, self._seq - 1, segment.name)
 
     def _check_still_linked(self) -> None:
         """Records written to a deleted or renamed-away file are not in the audit log.
@@ -779,23 +981,33 @@ def _check_keys(obj: dict[str, Any] | list[Any] | tuple[Any, ...], depth: int) -
 # --------------------------------------------------------------------------------------------------
 
 
+def _is_marker(rec: Mapping[str, Any]) -> bool:
+    decision = rec.get("decision")
+    return isinstance(decision, dict) and decision.get("event") == ROTATED_EVENT
+
+
 def verify(path: Path) -> VerifyResult:
-    """Check the whole chain of the log at ``path`` in one streaming pass (constant memory).
+    """Check the whole chain of the log file at ``path`` in one streaming pass (constant memory).
 
     Detects edited records (hash mismatch or non-canonical bytes), removed, inserted, duplicated or
     reordered records (seq or prev_hash break), torn or unparsable lines anywhere, and a bad first
-    record.  Raises ``OSError`` if the file cannot be read.
+    record: it must be seq 1 with a zero ``prev_hash``, or, in a file started by a rotation, the
+    rotation marker (whose ``prev_hash`` links to the previous segment: :func:`verify_chain`).
+    Raises ``OSError`` if the file cannot be read.
     """
     expected = 1
     prev = GENESIS_HASH
+    first_seq = 1
+    start_hash = GENESIS_HASH
+    count = 0
 
     def bad(problem: str) -> VerifyResult:
-        return VerifyResult(False, expected - 1, expected, problem)
+        return VerifyResult(False, count, expected, problem, first_seq, prev, start_hash)
 
     with open(path, "rb") as f:
         offset = 0
         while line := f.readline(MAX_LINE_BYTES + 1):
-            where = f"line {expected} (offset {offset})"
+            where = f"line {count + 1} (offset {offset})"
             offset += len(line)
             if not line.endswith(b"\n"):
                 if len(line) > MAX_LINE_BYTES:
@@ -809,9 +1021,15 @@ def verify(path: Path) -> VerifyResult:
             if problem is not None and not problem.startswith("hash mismatch"):
                 return bad(f"{where}: {problem}")
             seq = rec["seq"]
+            if count == 0 and seq != 1:
+                if not _is_marker(rec):
+                    return bad(
+                        f"{where}: first record has seq {seq} (expected 1, or the marker of a rotation; "
+                        "records removed?)"
+                    )
+                expected = first_seq = seq
+                prev = start_hash = rec["prev_hash"]
             if seq != expected:
-                if expected == 1:
-                    return bad(f"{where}: first record has seq {seq} (expected 1; records removed?)")
                 if seq > expected:
                     return bad(f"{where}: seq jumps from {expected - 1} to {seq} (records removed)")
                 return bad(f"{where}: seq {seq} after {expected - 1} (records reordered or inserted)")
@@ -820,7 +1038,7 @@ def verify(path: Path) -> VerifyResult:
             if rec["prev_hash"] != prev:
                 what = (
                     "first record's prev_hash is not zeros"
-                    if expected == 1
+                    if seq == 1
                     else ("prev_hash does not match the previous record's hash (record removed, inserted or reordered)")
                 )
                 return bad(f"{where}: seq {seq}: {what}")
@@ -828,7 +1046,54 @@ def verify(path: Path) -> VerifyResult:
                 return bad(f"{where}: seq {seq}: bytes are not in canonical form (record edited)")
             prev = rec["hash"]
             expected += 1
-    return VerifyResult(True, expected - 1, None, "")
+            count += 1
+    return VerifyResult(True, count, None, "", first_seq, prev, start_hash)
+
+
+def verify_chain(path: Path) -> ChainResult:
+    """:func:`verify` every rotated segment of the log at ``path`` and the active file, oldest first,
+    and the links between them: each file must start where the previous one ended (next ``seq``,
+    ``prev_hash`` = its last ``hash``), so a missing, reordered or edited segment is detected.
+
+    The oldest file present may start after seq 1 (older segments archived or removed by the
+    operator): that is reported in ``first_seq``, not as a failure. Raises ``OSError`` if a file
+    cannot be read."""
+    files = [*segment_paths(path), *([path] if path.exists() else [])]
+    total = 0
+    first = 1
+    prev_end: tuple[int, str] | None = None  # (last seq, last hash) of the previous file
+    for i, file in enumerate(files):
+        r = verify(file)
+        if not r.ok:
+            return ChainResult(False, total + r.records, tuple(files), f"{file.name}: {r.problem}", first)
+        if r.records == 0:
+            if file != path:
+                return ChainResult(False, total, tuple(files), f"{file.name}: rotated segment holds no records", first)
+            continue  # an active file created but not yet written (the marker comes at open)
+        if i == 0:
+            first = r.first_seq
+        elif prev_end is not None:
+            last_seq, last_hash = prev_end
+            if r.first_seq != last_seq + 1:
+                return ChainResult(
+                    False,
+                    total,
+                    tuple(files),
+                    f"{file.name} starts at seq {r.first_seq} but the file before it ends at seq {last_seq} "
+                    "(segment missing, or records removed)",
+                    first,
+                )
+            if r.start_hash != last_hash:
+                return ChainResult(
+                    False,
+                    total,
+                    tuple(files),
+                    f"{file.name}: its first record is not chained to the last record of the file before it",
+                    first,
+                )
+        total += r.records
+        prev_end = (r.first_seq + r.records - 1, r.last_hash)
+    return ChainResult(True, total, tuple(files), "", first)
 
 
 def iter_records(
@@ -905,8 +1170,14 @@ def _ident(st: os.stat_result) -> tuple[int, int]:
 
 
 def tail(path: Path, n: int = 20) -> list[dict[str, Any]]:
-    """The last ``n`` complete records of the log, read by seeking from the end."""
-    return list(iter_records(path, last=n))
+    """The last ``n`` complete records of the log, read by seeking from the end; continues into the
+    newest rotated segments when the active file holds fewer."""
+    records = list(iter_records(path, last=n)) if path.exists() else []
+    for segment in reversed(segment_paths(path)):
+        if len(records) >= n:
+            break
+        records = list(iter_records(segment, last=n - len(records))) + records
+    return records
 
 
 def _clean(value: Any) -> str:
