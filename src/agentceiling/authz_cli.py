@@ -1,4 +1,4 @@
-"""`agentceiling authorize` and `agentceiling audit verify|tail`."""
+"""`agentceiling authorize` and `agentceiling audit verify|tail|rotate`."""
 
 from __future__ import annotations
 
@@ -37,10 +37,22 @@ def add_cli_arguments(sub: Any) -> None:
 
     audit = sub.add_parser("audit", help="inspect the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    for name, text in (("verify", "check the hash chain"), ("tail", "show the newest records")):
+    for name, text in (
+        ("verify", "check the hash chain through the active file and its rotated segments"),
+        ("tail", "show the newest records"),
+        ("rotate", "start a new active file; the current one becomes a segment (the server's SIGHUP)"),
+    ):
         a = audit_sub.add_parser(name, help=text)
         a.add_argument("--data-dir", type=Path, default=_default_data_dir())
-        a.add_argument("--file", type=Path, default=None, help="audit log file (default: DATA_DIR/audit/audit.log)")
+        a.add_argument(
+            "--file",
+            type=Path,
+            default=None,
+            help="the active audit log file; its rotated segments are the FILE.<seq> beside it "
+            "(default: DATA_DIR/audit/audit.log)",
+        )
+        if name == "rotate":
+            a.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a running server")
         if name == "tail":
             a.add_argument("-n", type=int, default=20, help="how many records")
             a.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
@@ -103,24 +115,90 @@ def _authorize(args: argparse.Namespace) -> int:
     return 0 if resp.allowed else 1
 
 
+def _rotate(path: Path, timeout: float) -> int:
+    """Rotate the audit log at ``path``: through the server that holds it open (SIGHUP to the pid in
+    its lock file), or directly when no process holds it."""
+    import fcntl
+    import signal
+    import time
+
+    from agentceiling.store import audit_log
+
+    lock_path = path.with_name(path.name + ".lock")
+    before = audit_log.segment_paths(path)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        print(f"agentceiling: cannot open {lock_path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held_by_server = False
+        except BlockingIOError:
+            held_by_server = True
+        if held_by_server:
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    if not path.exists() or path.stat().st_size == 0:
+        print(f"nothing to rotate: {path} holds no records")
+        return 0
+    if not held_by_server:
+        try:
+            with audit_log.AuditLog.open(path) as alog:
+                alog.request_rotation()
+        except (audit_log.AuditLogError, OSError) as exc:
+            print(f"agentceiling: cannot rotate {path}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        if not owner.isdigit():
+            print(f"agentceiling: {lock_path} is locked but names no process id", file=sys.stderr)
+            return 2
+        try:
+            os.kill(int(owner), signal.SIGHUP)
+        except OSError as exc:
+            print(f"agentceiling: cannot signal the server (pid {owner}): {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        deadline = time.monotonic() + timeout
+        while audit_log.segment_paths(path) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+    new = [p for p in audit_log.segment_paths(path) if p not in before]
+    if not new:
+        print(f"agentceiling: {path} was not rotated (see the server's log)", file=sys.stderr)
+        return 1
+    print(f"rotated: {new[-1]} (a new {path.name} continues the hash chain)")
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from agentceiling.service.authz_bootstrap import audit_log_path
     from agentceiling.store import audit_log
 
     path = args.file or audit_log_path(args.data_dir)
-    if not path.exists():
+    if not path.exists() and not audit_log.segment_paths(path):
         print(f"agentceiling: no audit log at {path}", file=sys.stderr)
         return 2
+    if args.audit_command == "rotate":
+        return _rotate(path, args.timeout)
     if args.audit_command == "verify":
         try:
-            result = audit_log.verify(path)
+            chain = audit_log.verify_chain(path)
         except OSError as exc:
-            print(f"agentceiling: cannot read {path}: {exc}", file=sys.stderr)
+            print(f"agentceiling: cannot read {exc.filename or path}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        if result.ok:
-            print(f"ok: {result.records} records, hash chain intact")
+        files = f"{len(chain.files)} file{'s' if len(chain.files) != 1 else ''}"
+        if chain.ok:
+            print(f"ok: {chain.records} records in {files}, hash chain intact")
+            if chain.first_seq > 1:
+                print(
+                    f"note: the chain starts at record {chain.first_seq}: the segments before it are not in "
+                    f"{path.parent} (archived or removed)"
+                )
             return 0
-        print(f"FAILED at record {result.first_bad_seq}: {result.problem}")
+        print(f"FAILED at record {chain.first_seq + chain.records}: {chain.problem}")
         return 1
     if args.n < 0:
         print("agentceiling: -n must be 0 or more", file=sys.stderr)

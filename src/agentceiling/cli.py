@@ -21,6 +21,22 @@ def default_data_dir() -> Path:
     return Path(_env("DATA_DIR") or Path.home() / ".agentceiling" / "data")
 
 
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """``0``, ``1048576``, ``512K``, ``256M``, ``1G`` (powers of 1024; ``KiB``/``MB`` spellings too)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:I?B)?\s*", text.upper())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 0, 1048576, 512K, 256M, 1G)")
+    value = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    if 0 < value < 4096:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small: use 0 (off) or at least 4K")
+    return value
+
+
 def _add_db_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]")
     p.add_argument(
@@ -51,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database on start")
     serve.add_argument("--tls-cert", type=Path, default=_env("TLS_CERT") or None, help="[AGENTCEILING_TLS_CERT]")
     serve.add_argument("--tls-key", type=Path, default=_env("TLS_KEY") or None, help="[AGENTCEILING_TLS_KEY]")
+    serve.add_argument(
+        "--audit-rotate-bytes",
+        type=byte_size,
+        default=_env("AUDIT_ROTATE_BYTES", "0"),
+        metavar="SIZE",
+        help="rotate the audit log when it reaches SIZE (e.g. 256M); 0: only on SIGHUP or "
+        "`agentceiling audit rotate` [AGENTCEILING_AUDIT_ROTATE_BYTES]",
+    )
 
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -83,6 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         migrate=not args.no_migrate,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        audit_rotate_bytes=args.audit_rotate_bytes,
     )
     from agentceiling.service.authz_bootstrap import build_authz
 

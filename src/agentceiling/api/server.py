@@ -40,6 +40,8 @@ class ServerConfig:
     max_message_bytes: int = 4 * MiB
     workers: int = 32
     grace_seconds: float = 15.0
+    audit_rotate_bytes: int = 0
+    """Rotate the audit log when it reaches this size (0: only on SIGHUP / `audit rotate`)."""
 
     @property
     def url(self) -> str:
@@ -80,10 +82,14 @@ def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> heal
     return servicer
 
 
-# (database, config) -> (register(server, mark_unhealthy) -> service names, close)
+# (database, config) -> (register(server, mark_unhealthy, on_hangup) -> service names, close);
+# on_hangup(fn) asks for fn to run when the process receives SIGHUP (e.g. rotate the audit log).
 AuthzFactory = Callable[
     [Database, ServerConfig],
-    tuple[Callable[[grpc.Server, Callable[[], None]], list[str]], Callable[[], None]],
+    tuple[
+        Callable[[grpc.Server, Callable[[], None], Callable[[Callable[[], None]], None]], list[str]],
+        Callable[[], None],
+    ],
 ]
 
 
@@ -102,6 +108,7 @@ class Server:
         self._done = threading.Event()
         self._started = threading.Event()
         self._stop_requested = threading.Event()
+        self._hangup_handlers: list[Callable[[], None]] = []
 
     def start(self) -> None:
         cfg = self.cfg
@@ -152,7 +159,7 @@ class Server:
                     for name in names:
                         servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-            services = register(server, mark_unhealthy)
+            services = register(server, mark_unhealthy, self._hangup_handlers.append)
             self.ports["authz"] = _bind(server, cfg.authz_listen, cfg)
             hs = _add_health_and_reflection(server, services)
             holder.append((hs, ["", *services]))
@@ -184,7 +191,7 @@ class Server:
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the server gracefully; one that arrives while it is still starting
-        takes effect as soon as the start completes."""
+        takes effect as soon as the start completes. SIGHUP rotates the audit log."""
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("received %s, shutting down", signal.Signals(signum).name)
@@ -192,8 +199,15 @@ class Server:
             if self._started.is_set():
                 threading.Thread(target=self.stop, name="shutdown").start()
 
+        def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+            if not self._hangup_handlers:
+                log.info("received SIGHUP: nothing to rotate (no authorization endpoint here)")
+            for handler in self._hangup_handlers:
+                handler()
+
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
 
     def serve_forever(self) -> None:
         """Call after ``start``: mark every listener SERVING and block until stopped."""

@@ -6,6 +6,7 @@ starts quickly."""
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     import grpc
 
     from agentceiling.store.db import Database
+
+log = logging.getLogger(__name__)
 
 #: Seconds between two reads of the directory's generation counter (the freshness bound).
 DEFAULT_POLL_INTERVAL = 0.25
@@ -53,16 +56,19 @@ def tune_gc() -> None:
     gc.set_threshold(max(g0, GC_GEN0_THRESHOLD), max(g1, 20), max(g2, 20))
 
 
+Hook = Callable[[], None]
+
+
 def build_authz(
     db: Database, cfg: Any
-) -> tuple[Callable[[grpc.Server, Callable[[], None]], list[str]], Callable[[], None]]:
+) -> tuple[Callable[[grpc.Server, Hook, Callable[[Hook], None]], list[str]], Hook]:
     from agentceiling.api import authz as api
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
     from agentceiling.store.audit_log import AuditLog, AuditUnavailable
     from agentceiling.tokens import KeySourceRegistry, TokenValidator
 
-    audit = AuditLog.open(audit_log_path(cfg.data_dir))
+    audit = AuditLog.open(audit_log_path(cfg.data_dir), rotate_bytes=cfg.audit_rotate_bytes)
     try:
         directory = Directory(db, poll_interval=_poll_interval())
     except BaseException:
@@ -85,8 +91,13 @@ def build_authz(
 
     authorizer = Authorizer(directory, validator, sink)
 
-    def register(server: grpc.Server, mark_unhealthy: Callable[[], None]) -> list[str]:
+    def rotate() -> None:
+        log.info("rotating the audit log %s", audit.path)
+        audit.request_rotation()
+
+    def register(server: grpc.Server, mark_unhealthy: Hook, on_hangup: Callable[[Hook], None]) -> list[str]:
         unhealthy.append(mark_unhealthy)
+        on_hangup(rotate)
         services = api.register(server, authorizer)
         tune_gc()  # last thing before serving
         return services
