@@ -203,7 +203,8 @@ class Server:
             if not self._hangup_handlers:
                 log.info("received SIGHUP: nothing to rotate (no authorization endpoint here)")
             for handler in self._hangup_handlers:
-                handler()
+                # Not in the signal handler itself: the main thread may hold a lock the handler needs.
+                threading.Thread(target=handler, name="sighup", daemon=True).start()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
