@@ -1064,15 +1064,15 @@ def verify_chain(path: Path) -> ChainResult:
     prev_end: tuple[int, str] | None = None  # (last seq, last hash) of the previous file
     for i, file in enumerate(files):
         r = verify(file)
+        if i == 0:
+            first = r.first_seq
         if not r.ok:
             return ChainResult(False, total + r.records, tuple(files), f"{file.name}: {r.problem}", first)
         if r.records == 0:
             if file != path:
                 return ChainResult(False, total, tuple(files), f"{file.name}: rotated segment holds no records", first)
             continue  # an active file created but not yet written (the marker comes at open)
-        if i == 0:
-            first = r.first_seq
-        elif prev_end is not None:
+        if prev_end is not None:
             last_seq, last_hash = prev_end
             if r.first_seq != last_seq + 1:
                 return ChainResult(
