@@ -774,6 +774,12 @@ def test_chain_verification_detects_tampering_across_segments(tmp_path: Path) ->
     segs[0].unlink()
     result = verify_chain(path)
     assert result.ok and result.first_seq == 5 and result.records == 13 - 4 + 3
+    # ... and a failure in what is now the oldest file is located by its own seq.
+    edited = segs[1].read_bytes().replace(b"secret/data/app/11", b"secret/data/app/XX")
+    segs[1].write_bytes(edited)
+    result = verify_chain(path)
+    assert not result.ok and result.first_seq == 5
+    assert result.first_seq + result.records == 7  # seq 5 is the marker, 6 is decision 10, 7 decision 11
 
 
 def test_crash_between_rename_and_marker_continues_the_chain(tmp_path: Path) -> None:
