@@ -337,6 +337,14 @@ def _check_record(rec: Any) -> str | None:
     return None
 
 
+def _line_problem(rec: Any, line: bytes) -> str | None:
+    """Why ``line`` (parsed as ``rec``) is not a valid record in canonical form, or None."""
+    problem = _check_record(rec)
+    if problem is None and _canonical(rec).encode() + b"\n" != line:
+        problem = "not in canonical form"
+    return problem
+
+
 def _parse_json_line(line: bytes) -> Any:
     """json.loads for one line; raises ValueError (incl. UnicodeDecodeError) if it is not JSON."""
     return json.loads(line.decode("utf-8"))
@@ -560,9 +568,7 @@ class AuditLog:
                             "refusing to open; run verify"
                         ) from None
             if end > 0:
-                problem = _check_record(rec)
-                if problem is None and _canonical(rec).encode() + b"\n" != line:
-                    problem = "not in canonical form"
+                problem = _line_problem(rec, line)
                 if problem is not None:
                     raise AuditLogCorrupt(
                         f"audit log {self.path}: last record (offset {start}) is invalid: {problem}; "
@@ -595,9 +601,7 @@ class AuditLog:
             rec = _parse_json_line(line)
         except ValueError:
             rec = None
-        problem = _check_record(rec)
-        if problem is None and _canonical(rec).encode() + b"\n" != line:
-            problem = "not in canonical form"
+        problem = _line_problem(rec, line)
         if problem is not None:
             raise AuditLogCorrupt(
                 f"audit log segment {segment}: last record is invalid: {problem}; refusing to open; run verify"
