@@ -95,7 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _database_error(url: str, exc: Exception) -> str:
+    """One line for an unusable database: the URL without its password and the driver's reason."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        shown = "(unparsable URL)"
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"agentceiling: cannot use the database {shown}: {reason[0] if reason else type(exc).__name__}"
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from agentceiling.api.server import ConfigError, Server, ServerConfig
 
     cfg = ServerConfig(
@@ -119,20 +134,30 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"agentceiling: {exc}", file=sys.stderr)
         server.stop()
         return 2
+    except SQLAlchemyError as exc:
+        print(_database_error(cfg.url, exc), file=sys.stderr)
+        server.stop()
+        return 2
     server.serve_forever()
     return 0
 
 
 def _db(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from agentceiling.store import migrate
     from agentceiling.store.db import Database, sqlite_url
 
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(args.database_url or sqlite_url(args.data_dir))
+    url = args.database_url or sqlite_url(args.data_dir)
+    db = Database(url)
     try:
         if args.db_command == "upgrade":
             migrate.upgrade(db)
         print(migrate.current(db) or "(empty)")
+    except SQLAlchemyError as exc:
+        print(_database_error(url, exc), file=sys.stderr)
+        return 2
     finally:
         db.dispose()
     return 0
@@ -144,7 +169,18 @@ def _status(args: argparse.Namespace) -> int:
     from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
     from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 
-    token = os.environ.get("VAULT_TOKEN") or (args.data_dir / "admin-token").read_text().strip()
+    token = os.environ.get("VAULT_TOKEN", "")
+    if not token:
+        token_file = args.data_dir / "admin-token"
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            print(
+                f"agentceiling: no admin token: set VAULT_TOKEN, or point --data-dir at the server's data "
+                f"directory ({token_file}: {exc.strerror or exc})",
+                file=sys.stderr,
+            )
+            return 2
     with grpc.insecure_channel(args.address) as channel:
         try:
             resp = pbg.SystemStub(channel).Status(

@@ -99,3 +99,47 @@ def test_status_with_a_wrong_token_fails_cleanly(tmp_path: Path) -> None:
         assert "UNAUTHENTICATED" in run.stderr and "Traceback" not in run.stderr
     finally:
         assert srv.stop() == 0
+
+
+def test_an_address_the_server_cannot_listen_on_is_a_clean_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        for listen in (busy, "127.0.0.1:8250x"):
+            run = cli(
+                "serve",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--listen",
+                listen,
+                "--authz-listen",
+                f"127.0.0.1:{free_port()}",
+            )
+            assert run.returncode == 2, (run.stdout, run.stderr)
+            assert f"agentceiling: cannot listen on {listen}" in run.stderr
+            assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_an_unreachable_database_is_a_clean_error_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://agent:s3cret-pw@127.0.0.1:{free_port()}/nowhere"
+    for args in (("db", "upgrade"), ("serve", "--listen", f"127.0.0.1:{free_port()}")):
+        run = cli(*args, *db_args(tmp_path / "data", url), timeout=120)
+        assert run.returncode == 2, (args, run.stdout, run.stderr)
+        out = run.stderr + run.stdout
+        assert "Traceback" not in out and "s3cret-pw" not in out
+        assert "agentceiling: cannot use the database postgresql+psycopg://agent:***@127.0.0.1:" in run.stderr
+        assert "Connection refused" in run.stderr
+
+
+def test_status_without_an_admin_token_says_where_it_looked(tmp_path: Path) -> None:
+    env_token = os.environ.pop("VAULT_TOKEN", None)
+    try:
+        run = cli("status", "--data-dir", str(tmp_path / "absent"), "--address", f"127.0.0.1:{free_port()}")
+    finally:
+        if env_token is not None:
+            os.environ["VAULT_TOKEN"] = env_token
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "no admin token: set VAULT_TOKEN" in run.stderr and str(tmp_path / "absent" / "admin-token") in run.stderr

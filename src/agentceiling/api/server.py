@@ -62,13 +62,16 @@ def _options(cfg: ServerConfig) -> list[tuple[str, Any]]:
 
 
 def _bind(server: grpc.Server, address: str, cfg: ServerConfig) -> int:
-    if cfg.tls_cert and cfg.tls_key:
-        creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
+    try:
+        if cfg.tls_cert and cfg.tls_key:
+            creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
+        port = 0
     if not port:
-        raise ConfigError(f"cannot listen on {address}")
+        raise ConfigError(f"cannot listen on {address}: not a valid host:port here, or already in use")
     return port
 
 
