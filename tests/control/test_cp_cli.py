@@ -143,3 +143,34 @@ def test_status_without_an_admin_token_says_where_it_looked(tmp_path: Path) -> N
             os.environ["VAULT_TOKEN"] = env_token
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "no admin token: set VAULT_TOKEN" in run.stderr and str(tmp_path / "absent" / "admin-token") in run.stderr
+
+
+def test_unusable_tls_files_are_named_before_anything_listens(tmp_path: Path) -> None:
+    from tls_support import self_signed
+
+    cert_a, key_a = self_signed(tmp_path / "a")
+    _, key_b = self_signed(tmp_path / "b")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    cases = [
+        ((cert_a, key_b), "not a PEM certificate and its private key"),  # a key of another certificate
+        ((garbage, key_a), "not a PEM certificate and its private key"),
+        ((tmp_path / "absent.pem", key_a), f"--tls-cert {tmp_path / 'absent.pem'}: No such file or directory"),
+    ]
+    for (cert, key), expected in cases:
+        run = cli(
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--authz-listen",
+            f"127.0.0.1:{free_port()}",
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        )
+        assert run.returncode == 2, (cert, key, run.stderr)
+        assert expected in run.stderr and "cannot listen" not in run.stderr
+        assert "Traceback" not in run.stderr + run.stdout

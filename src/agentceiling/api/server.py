@@ -61,6 +61,24 @@ def _options(cfg: ServerConfig) -> list[tuple[str, Any]]:
     ]
 
 
+def _check_tls_files(cert: Path, key: Path) -> None:
+    """Both readable, PEM, and a key that belongs to the certificate; grpcio would only say that it
+    cannot listen."""
+    import ssl
+
+    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(
+            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its private key ({exc})"
+        ) from None
+
+
 def _bind(server: grpc.Server, address: str, cfg: ServerConfig) -> int:
     try:
         if cfg.tls_cert and cfg.tls_key:
@@ -119,6 +137,8 @@ class Server:
             raise ConfigError(f"unknown role {cfg.role!r}: use all, control or authz")
         if bool(cfg.tls_cert) != bool(cfg.tls_key):
             raise ConfigError("--tls-cert and --tls-key must be given together")
+        if cfg.tls_cert and cfg.tls_key:
+            _check_tls_files(cfg.tls_cert, cfg.tls_key)
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = Database(cfg.url)
         if cfg.migrate:
