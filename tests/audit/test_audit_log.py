@@ -672,6 +672,12 @@ def test_rotation_moves_records_to_a_segment_and_chains_the_new_file(tmp_path: P
         after = [alog.append(decision(i)) for i in range(5, 8)]
     segment = tmp_path / "audit.log.000000000001"
     assert segment_paths(path) == [segment]
+    (tmp_path / "audit.log.1234567890123").write_text("")  # past 12 digits the name just grows
+    (tmp_path / "audit.log.12345").write_text("")  # not a segment name
+    (tmp_path / "audit.log.000000000001x").write_text("")
+    assert segment_paths(path) == [segment, tmp_path / "audit.log.1234567890123"]
+    for stray in ("audit.log.1234567890123", "audit.log.12345", "audit.log.000000000001x"):
+        (tmp_path / stray).unlink()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [r["seq"] for r in records(segment)] == [1, 2, 3, 4, 5]
     active = records(path)
@@ -820,6 +826,7 @@ def test_follow_continues_across_a_rotation(tmp_path: Path) -> None:
     follower.join(5)
     assert [r["seq"] for r in seen] == [1, 2, 3, 4]
     assert seen[2]["decision"]["event"] == ROTATED_EVENT
+    assert format_record(seen[2]).endswith(" #3 ROTATED: records 1-2 are in audit.log.000000000001")
 
 
 def test_rotation_that_cannot_rename_keeps_appending(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

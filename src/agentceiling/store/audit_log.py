@@ -176,7 +176,7 @@ def segment_path(path: Path, first_seq: int) -> Path:
 
 def segment_paths(path: Path) -> list[Path]:
     """The rotated segments of the log at ``path``, oldest first (not the active file)."""
-    pattern = re.compile(re.escape(path.name) + rf"\.(\d{{{_SEGMENT_DIGITS}}})")
+    pattern = re.compile(re.escape(path.name) + rf"\.(\d{{{_SEGMENT_DIGITS},}})")
     found: list[tuple[int, Path]] = []
     try:
         entries = list(path.parent.iterdir())
@@ -1194,6 +1194,12 @@ def format_record(rec: Mapping[str, Any]) -> str:
     """One human-readable line: time, seq, verdict, code, namespace, operation, path, entity, id."""
     d = rec.get("decision")
     d = d if isinstance(d, Mapping) else {}
+    if d.get("event") == ROTATED_EVENT:
+        return (
+            f"{_clean(rec.get('time'))} #{_clean(rec.get('seq'))} ROTATED: records "
+            f"{_clean(d.get('previous_first_seq'))}-{_clean(d.get('previous_last_seq'))} are in "
+            f"{_clean(d.get('previous_file'))}"
+        )
     allowed = d.get("allowed")
     verdict = "ALLOWED" if allowed is True else "REFUSED" if allowed is False else "?"
     ns = d.get("namespace")
