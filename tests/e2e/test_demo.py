@@ -26,5 +26,5 @@ def test_make_run_demo_without_terraform_on_path(tmp_path: Path) -> None:
     assert "Apply complete! Resources: 6 added, 0 changed, 0 destroyed." in out
     assert "No changes. Your infrastructure matches the configuration." in out
     assert '"code": "ALLOWED"' in out and '"code": "CEILING_EXCEEDED"' in out
-    assert "ok: 2 records, hash chain intact" in out
+    assert "ok: 2 records in 1 file, hash chain intact" in out
     assert "Traceback" not in out
