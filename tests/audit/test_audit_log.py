@@ -493,7 +493,7 @@ WRITER_CHILD = textwrap.dedent(
     import sys, threading
     from pathlib import Path
     from agentceiling.store.audit_log import AuditLog
-    alog = AuditLog.open(Path(sys.argv[1]))
+    alog = AuditLog.open(Path(sys.argv[1]), rotate_bytes=int(sys.argv[2]))
     out = threading.Lock()
     def work(t):
         i = 0
@@ -510,10 +510,13 @@ WRITER_CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_burst_keeps_every_acknowledged_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rotate_bytes", [0, 64 * 1024], ids=["one-file", "rotating"])
+def test_sigkill_mid_burst_keeps_every_acknowledged_record(tmp_path: Path, rotate_bytes: int) -> None:
     path = tmp_path / "audit.log"
     make_log(path, 5)  # the child continues an existing chain
-    child = subprocess.Popen([sys.executable, "-c", WRITER_CHILD, str(path)], stdout=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER_CHILD, str(path), str(rotate_bytes)], stdout=subprocess.PIPE
+    )
     assert child.stdout is not None
     out: list[bytes] = []
     deadline = time.monotonic() + 30
@@ -536,9 +539,10 @@ def test_sigkill_mid_burst_keeps_every_acknowledged_record(tmp_path: Path) -> No
         assert alog.recovered_torn_bytes >= 0
         last = alog.last_seq
     assert last >= max(acked)
-    result = verify(path)
-    assert result.ok and result.records == last, result
-    on_disk = {rec["seq"]: rec["hash"] for rec in records(path)}
+    chain = verify_chain(path)
+    assert chain.ok and chain.first_seq == 1 and chain.records == last, chain
+    assert (len(chain.files) > 5) == bool(rotate_bytes)  # ~400 bytes a record: a segment per ~160
+    on_disk = {rec["seq"]: rec["hash"] for f in chain.files for rec in records(f)}
     missing = {seq: h for seq, h in acked.items() if on_disk.get(seq) != h}
     assert not missing
 
@@ -839,3 +843,27 @@ def test_rotation_that_cannot_rename_keeps_appending(tmp_path: Path, caplog: pyt
         _wait_for(lambda: "cannot rotate" in caplog.text)
         assert not alog.failed and alog.stats["rotations"] == 0
     assert receipt.seq == 2 and verify(path).ok and verify(path).records == 2
+
+
+def test_concurrent_appends_through_size_rotations_stay_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    n_threads, per_thread = 16, 100
+    got: list[list[AuditReceipt]] = [[] for _ in range(n_threads)]
+    with AuditLog.open(path, rotate_bytes=16 * 1024) as alog:
+
+        def worker(t: int) -> None:
+            for i in range(per_thread):
+                got[t].append(alog.append(decision(t * per_thread + i)))
+                if t == 0 and i % 25 == 0:
+                    alog.request_rotation()  # SIGHUP-style requests on top of the size limit
+
+        run_threads(n_threads, worker)
+        rotations = alog.stats["rotations"]
+    chain = verify_chain(path)
+    assert chain.ok, chain.problem
+    assert rotations >= 10 and len(chain.files) == rotations + 1
+    assert chain.records == n_threads * per_thread + rotations
+    on_disk = {rec["seq"]: rec for f in chain.files for rec in records(f)}
+    receipts = [r for rs in got for r in rs]
+    assert all(on_disk[r.seq]["hash"] == r.hash for r in receipts)
+    assert all("event" not in on_disk[r.seq]["decision"] for r in receipts)
