@@ -1,4 +1,4 @@
-"""`agentceiling authorize` and `agentceiling audit verify|tail|rotate`."""
+"""`agentceiling authorize` and `agentceiling audit verify|tail|rotate|anchor`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def add_cli_arguments(sub: Any) -> None:
         ("verify", "check the hash chain through the active file and its rotated segments"),
         ("tail", "show the newest records"),
         ("rotate", "start a new active file; the current one becomes a segment (the server's SIGHUP)"),
+        ("anchor", "print the newest record's SEQ:HASH, to keep elsewhere and give to verify --anchor"),
     ):
         a = audit_sub.add_parser(name, help=text)
         a.add_argument("--data-dir", type=Path, default=_default_data_dir())
@@ -51,6 +52,16 @@ def add_cli_arguments(sub: Any) -> None:
             help="the active audit log file; its rotated segments are the FILE.<seq> beside it "
             "(default: DATA_DIR/audit/audit.log)",
         )
+        if name == "verify":
+            a.add_argument(
+                "--anchor",
+                action="append",
+                default=[],
+                type=_anchor,
+                metavar="SEQ:HASH",
+                help="a record the chain must still hold (from `audit anchor`); detects records removed "
+                "from the end or a rewritten chain; repeatable",
+            )
         if name == "rotate":
             a.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a running server")
         if name == "tail":
@@ -58,6 +69,15 @@ def add_cli_arguments(sub: Any) -> None:
             a.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
             a.add_argument("--json", action="store_true", help="print records as JSON lines")
         a.set_defaults(handler=_audit)
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+):([0-9a-f]{64})\s*", text)
+    if m is None or int(m.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"not SEQ:HASH (a positive number and 64 hex digits): {text!r}")
+    return int(m.group(1)), m.group(2)
 
 
 def _authorize(args: argparse.Namespace) -> int:
@@ -183,15 +203,43 @@ def _audit(args: argparse.Namespace) -> int:
         return 2
     if args.audit_command == "rotate":
         return _rotate(path, args.timeout)
+    if args.audit_command == "anchor":
+        # The newest record, from a file that verifies (only the newest file: with rotation that
+        # stays cheap however old the log is; `audit verify` checks the rest).
+        candidates = [*audit_log.segment_paths(path), *([path] if path.exists() and path.stat().st_size else [])]
+        if not candidates:
+            print(f"agentceiling: {path} holds no records yet", file=sys.stderr)
+            return 2
+        newest_file = candidates[-1]
+        try:
+            checked = audit_log.verify(newest_file)
+            newest = audit_log.tail(newest_file, 1)
+        except (audit_log.AuditLogCorrupt, OSError) as exc:
+            print(f"agentceiling: cannot read {newest_file}: {exc}", file=sys.stderr)
+            return 2
+        if not checked.ok:
+            print(f"agentceiling: not anchoring a broken chain: {newest_file.name}: {checked.problem}", file=sys.stderr)
+            return 1
+        if not newest:
+            print(f"agentceiling: {path} holds no records yet", file=sys.stderr)
+            return 2
+        print(f"{newest[0]['seq']}:{newest[0]['hash']}")
+        return 0
     if args.audit_command == "verify":
         try:
-            chain = audit_log.verify_chain(path)
+            anchors: dict[int, str] = {}
+            for seq, digest in args.anchor:
+                if anchors.setdefault(seq, digest) != digest:
+                    print(f"agentceiling: two different --anchor hashes for record {seq}", file=sys.stderr)
+                    return 2
+            chain = audit_log.verify_chain(path, anchors)
         except OSError as exc:
             print(f"agentceiling: cannot read {exc.filename or path}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         files = f"{len(chain.files)} file{'s' if len(chain.files) != 1 else ''}"
         if chain.ok:
-            print(f"ok: {chain.records} records in {files}, hash chain intact")
+            held = f"; {len(anchors)} anchor{'s' if len(anchors) != 1 else ''} found" if anchors else ""
+            print(f"ok: {chain.records} records in {files}, hash chain intact{held}")
             if chain.first_seq > 1:
                 print(
                     f"note: the chain starts at record {chain.first_seq}: the segments before it are not in "

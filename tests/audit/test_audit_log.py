@@ -867,3 +867,43 @@ def test_concurrent_appends_through_size_rotations_stay_one_chain(tmp_path: Path
     receipts = [r for rs in got for r in rs]
     assert all(on_disk[r.seq]["hash"] == r.hash for r in receipts)
     assert all("event" not in on_disk[r.seq]["decision"] for r in receipts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Anchors: what the chain alone cannot show (records removed from the end, a rewritten chain)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_anchors_detect_truncation_and_a_rewritten_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        receipts = [alog.append(decision(i)) for i in range(4)]
+        _rotate(alog)
+        receipts += [alog.append(decision(i)) for i in range(4, 8)]
+    anchors = {receipts[2].seq: receipts[2].hash, receipts[-1].seq: receipts[-1].hash}
+    ok = verify_chain(path, anchors)
+    assert ok.ok and ok.records == 9
+
+    # The last two records cut: the chain alone still verifies, the anchor does not.
+    original = path.read_bytes()
+    path.write_bytes(b"".join(lines(path)[:-2]))
+    assert verify_chain(path).ok
+    cut = verify_chain(path, anchors)
+    assert not cut.ok and f"names record {receipts[-1].seq} but the chain ends at {receipts[-1].seq - 2}" in cut.problem
+    path.write_bytes(original)
+
+    # The whole history rewritten consistently (one record changed, every hash recomputed).
+    forged_dir = tmp_path / "forged"
+    forged_dir.mkdir()
+    with AuditLog.open(forged_dir / "audit.log") as forger:
+        for i in range(8):
+            forger.append(decision(i, path="secret/data/other") if i == 2 else decision(i))
+    forged = forged_dir / "audit.log"
+    assert verify_chain(forged).ok
+    rewritten = verify_chain(forged, {receipts[2].seq: receipts[2].hash})
+    assert not rewritten.ok and "hash differs from the anchor" in rewritten.problem
+
+    # An anchor in an archived segment cannot be checked: that fails too, saying why.
+    segment_paths(path)[0].unlink()
+    gone = verify_chain(path, {receipts[1].seq: receipts[1].hash})
+    assert not gone.ok and "archived" in gone.problem

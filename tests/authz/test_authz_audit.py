@@ -353,3 +353,24 @@ def test_sighup_and_size_rotate_the_audit_log_and_the_server_keeps_serving(tmp_p
     assert all(i in written for i in ids)
     res = _cli("audit", "verify", "--data-dir", str(data))
     assert res.returncode == 0 and f"in {len(chain.files)} files" in res.stdout, res.stdout
+
+
+def test_audit_anchor_and_verify_with_anchors(world: World) -> None:
+    w, idp = world, world.idp
+    w.agent("anchored")
+    data_dir = str(w.server.data_dir)
+    _decide(w, idp, "anchored", 0)
+    res = _cli("audit", "anchor", "--data-dir", data_dir)
+    assert res.returncode == 0, res.stderr
+    anchor = res.stdout.strip()
+    seq, digest = anchor.split(":")
+    assert int(seq) >= 1 and len(digest) == 64
+    _decide(w, idp, "anchored", 1)
+    ok = _cli("audit", "verify", "--anchor", anchor, "--data-dir", data_dir)
+    assert ok.returncode == 0 and "1 anchor found" in ok.stdout, ok.stdout + ok.stderr
+    ahead = _cli("audit", "verify", "--anchor", f"{int(seq) + 10_000}:{digest}", "--data-dir", data_dir)
+    assert ahead.returncode == 1 and "records were removed from the end" in ahead.stdout, ahead.stdout
+    wrong = _cli("audit", "verify", "--anchor", f"{seq}:{'0' * 64}", "--data-dir", data_dir)
+    assert wrong.returncode == 1 and "hash differs from the anchor" in wrong.stdout, wrong.stdout
+    bad = _cli("audit", "verify", "--anchor", "seven:abc", "--data-dir", data_dir)
+    assert bad.returncode == 2 and "not SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr

@@ -16,8 +16,9 @@ File format: one canonical JSON object per line
   therefore equals the next record's ``prev_hash``.
 
 The chain is unkeyed: it detects accidental corruption and edits by anyone who does not also rewrite
-every later record.  Removing records from the *end* is only detectable against an external anchor
-(e.g. a receipt kept elsewhere).
+every later record.  Removing records from the *end*, or rewriting the whole chain, is only
+detectable against an external anchor: a ``(seq, hash)`` pair kept elsewhere (an append receipt, or
+``agentceiling audit anchor``), which :func:`verify` and :func:`verify_chain` check when given.
 
 Rotation: the active file is ``<log>``; :meth:`AuditLog.request_rotation` (the server's SIGHUP,
 ``agentceiling audit rotate``) or a size limit (``rotate_bytes``) renames it to the *segment*
@@ -155,6 +156,8 @@ class VerifyResult:
     """Hash of the last good record (the file's first ``prev_hash`` when it has none)."""
     start_hash: str = GENESIS_HASH
     """``prev_hash`` of the file's first record: what links it to the previous segment."""
+    anchored: frozenset[int] = frozenset()
+    """The anchors (by seq) found in this file with the expected hash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -990,23 +993,26 @@ def _is_marker(rec: Mapping[str, Any]) -> bool:
     return isinstance(decision, dict) and decision.get("event") == ROTATED_EVENT
 
 
-def verify(path: Path) -> VerifyResult:
+def verify(path: Path, anchors: Mapping[int, str] | None = None) -> VerifyResult:
     """Check the whole chain of the log file at ``path`` in one streaming pass (constant memory).
 
     Detects edited records (hash mismatch or non-canonical bytes), removed, inserted, duplicated or
     reordered records (seq or prev_hash break), torn or unparsable lines anywhere, and a bad first
     record: it must be seq 1 with a zero ``prev_hash``, or, in a file started by a rotation, the
     rotation marker (whose ``prev_hash`` links to the previous segment: :func:`verify_chain`).
-    Raises ``OSError`` if the file cannot be read.
+    A record whose seq is in ``anchors`` must have that hash. Raises ``OSError`` if the file
+    cannot be read.
     """
+    anchors = anchors or {}
     expected = 1
     prev = GENESIS_HASH
     first_seq = 1
     start_hash = GENESIS_HASH
     count = 0
+    anchored: set[int] = set()
 
     def bad(problem: str) -> VerifyResult:
-        return VerifyResult(False, count, expected, problem, first_seq, prev, start_hash)
+        return VerifyResult(False, count, expected, problem, first_seq, prev, start_hash, frozenset(anchored))
 
     with open(path, "rb") as f:
         offset = 0
@@ -1048,26 +1054,35 @@ def verify(path: Path) -> VerifyResult:
                 return bad(f"{where}: seq {seq}: {what}")
             if _canonical(rec).encode("utf-8") + b"\n" != line:
                 return bad(f"{where}: seq {seq}: bytes are not in canonical form (record edited)")
+            if seq in anchors:
+                if rec["hash"] != anchors[seq]:
+                    return bad(f"{where}: seq {seq}: hash differs from the anchor (the chain was rewritten)")
+                anchored.add(seq)
             prev = rec["hash"]
             expected += 1
             count += 1
-    return VerifyResult(True, count, None, "", first_seq, prev, start_hash)
+    return VerifyResult(True, count, None, "", first_seq, prev, start_hash, frozenset(anchored))
 
 
-def verify_chain(path: Path) -> ChainResult:
+def verify_chain(path: Path, anchors: Mapping[int, str] | None = None) -> ChainResult:
     """:func:`verify` every rotated segment of the log at ``path`` and the active file, oldest first,
     and the links between them: each file must start where the previous one ended (next ``seq``,
     ``prev_hash`` = its last ``hash``), so a missing, reordered or edited segment is detected.
 
     The oldest file present may start after seq 1 (older segments archived or removed by the
-    operator): that is reported in ``first_seq``, not as a failure. Raises ``OSError`` if a file
-    cannot be read."""
+    operator): that is reported in ``first_seq``, not as a failure. Every anchor (``seq -> hash``,
+    kept elsewhere) must be found with its hash: one past the end means records were removed from
+    the end; one before the oldest file cannot be checked and fails too. Raises ``OSError`` if a
+    file cannot be read."""
+    anchors = anchors or {}
     files = [*segment_paths(path), *([path] if path.exists() else [])]
     total = 0
     first = 1
+    found: set[int] = set()
     prev_end: tuple[int, str] | None = None  # (last seq, last hash) of the previous file
     for i, file in enumerate(files):
-        r = verify(file)
+        r = verify(file, anchors)
+        found |= r.anchored
         if i == 0:
             first = r.first_seq
         if not r.ok:
@@ -1097,6 +1112,15 @@ def verify_chain(path: Path) -> ChainResult:
                 )
         total += r.records
         prev_end = (r.first_seq + r.records - 1, r.last_hash)
+    missing = sorted(set(anchors) - found)
+    if missing:
+        last = first + total - 1
+        seq = missing[-1]
+        if seq > last:
+            problem = f"the anchor names record {seq} but the chain ends at {last}: records were removed from the end"
+        else:
+            problem = f"the anchor names record {seq}, which is not in these files (archived with its segment?)"
+        return ChainResult(False, total, tuple(files), problem, first)
     return ChainResult(True, total, tuple(files), "", first)
 
 
