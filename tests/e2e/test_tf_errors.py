@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ControlPlane, Installation, Terraform, free_port, unique, workdir
+from .conftest import PROVIDER_SOURCE, ControlPlane, Installation, Terraform, free_port, unique, workdir
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
 
@@ -164,3 +164,35 @@ def test_refused_token_is_one_clear_error(tf: Terraform, control_plane: ControlP
     errors = _errors(out.output)
     assert len(errors) == 1, out
     assert "The control plane refused the token" in errors[0] and "VAULT_TOKEN" in errors[0], out
+
+
+def test_auth_login_token_file_with_the_real_cli(tf: Terraform, control_plane: ControlPlane,
+                                                 installation: Installation, tmp_path: Path) -> None:
+    """HCP Terraform's Vault dynamic credentials write the token to a file and name it in
+    `auth_login_token_file`: the same HCL works here."""
+    token_file = tmp_path / "vault-token"
+    token_file.write_text(control_plane.token + "\n")
+    name = unique("tokfile")
+
+    def main_tf(filename: Path) -> str:
+        return (
+            f'terraform {{\n  required_providers {{\n    vault = {{ source = "{PROVIDER_SOURCE}" }}\n  }}\n}}\n'
+            'provider "vault" {\n  skip_child_token = true\n'
+            f'  auth_login_token_file {{\n    filename = "{filename}"\n  }}\n}}\n'
+            f'resource "vault_policy" "p" {{\n  name   = "{name}"\n'
+            '  policy = "path \\"a\\" { capabilities = [\\"read\\"] }"\n}\n'
+        )
+
+    d = workdir(tmp_path, installation, main_tf(token_file), provider_block=False)
+    tf.init(d)
+    addr = {"VAULT_ADDR": f"http://{control_plane.address}"}  # no VAULT_TOKEN, no local admin-token file
+    tf.apply(d, env=addr)
+    assert tf.resource(d, "vault_policy.p")["name"] == name
+
+    (d / "main.tf").write_text(main_tf(tmp_path / "absent"))
+    out = tf.plan(d, env=addr, expect=1)
+    errors = _errors(out.output)
+    assert len(errors) == 1, out
+    assert "Cannot read the token file" in errors[0] and str(tmp_path / "absent") in errors[0], out
+    (d / "main.tf").write_text(main_tf(token_file))
+    tf.destroy(d, env=addr)

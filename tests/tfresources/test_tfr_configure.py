@@ -164,3 +164,36 @@ def test_failures_are_one_diagnostic_each(servers: tuple[Server, Server, Path],
 
     _, diags = _configure(monkeypatch, {"VAULT_TOKEN": "x"}, address="ftp://nowhere")
     assert "unsupported scheme" in _only_error(diags)
+
+
+def test_auth_login_token_file(servers: tuple[Server, Server, Path], monkeypatch: pytest.MonkeyPatch,
+                               tmp_path: Path) -> None:
+    plain, _, _ = servers
+    good = tmp_path / "token"
+    good.write_text(plain.token + "\n")  # one line, as HCP Terraform writes it
+
+    def login(filename: Any, **extra: Any) -> list[dict[str, Any]]:
+        return [{"filename": filename, "namespace": None, "use_root_namespace": None, **extra}]
+
+    # The file's token wins over the token argument and VAULT_TOKEN, as in terraform-provider-vault.
+    client, diags = _configure(monkeypatch, {"VAULT_TOKEN": "wrong"}, address=plain.address, token="wrong-too",
+                               auth_login_token_file=login(str(good), namespace="ns1", use_root_namespace=True))
+    assert client is not None and not diags.items, diags.items
+    client.close()
+
+    path = ("auth_login_token_file", 0, "filename")
+    _, diags = _configure(monkeypatch, {}, address=plain.address, auth_login_token_file=login(str(tmp_path / "nope")))
+    assert "Cannot read the token file" in _only_error(diags) and "No such file" in _only_error(diags)
+    assert diags.items[0].path == path
+
+    for content, why in (("", "it is empty"), ("two\nlines\n", "single line")):
+        bad = tmp_path / "bad"
+        bad.write_text(content)
+        _, diags = _configure(monkeypatch, {}, address=plain.address, auth_login_token_file=login(str(bad)))
+        assert why in _only_error(diags) and diags.items[0].path == path
+
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-admin-token\n")
+    _, diags = _configure(monkeypatch, {}, address=plain.address, auth_login_token_file=login(str(wrong)))
+    text = _only_error(diags)
+    assert "refused the token from" in text and str(wrong) in text and diags.items[0].path == path

@@ -6,6 +6,9 @@ Takes the arguments terraform-provider-vault configurations carry. ``address``, 
 ``max_lease_ttl_seconds``, ``max_retries_ccc``, ``skip_get_vault_version``,
 ``vault_version_override``, ``set_namespace_from_token`` and ``add_address_to_env`` are accepted so
 existing configurations work, and change nothing (there are no child tokens or leases here).
+``auth_login_token_file`` (what HCP Terraform's dynamic credentials write) reads the token from a
+file and takes precedence over ``token``, as in terraform-provider-vault; the other ``auth_login*``
+methods log in to Vault auth backends that agentceiling does not have.
 
 Fallbacks, in order: the argument, Vault's environment variable (VAULT_ADDR, VAULT_TOKEN,
 VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH, VAULT_SKIP_VERIFY, VAULT_TLS_SERVER_NAME,
@@ -129,6 +132,17 @@ SCHEMA = Schema(
             description="Extra headers sent with every request (as gRPC metadata).",
         ),
         Block(
+            "auth_login_token_file",
+            (
+                Attribute("filename", STRING, "File holding the token (one line).", required=True),
+                Attribute("namespace", STRING, "Namespace of the login." + _NOOP, optional=True),
+                Attribute("use_root_namespace", BOOL, "Log in to the root namespace." + _NOOP, optional=True),
+            ),
+            description="Read the token from a file (HCP Terraform's Vault dynamic credentials write one); takes "
+            "precedence over `token`.",
+            max_items=1,
+        ),
+        Block(
             "client_auth",
             (
                 Attribute("cert_file", STRING, "PEM client certificate.", required=True),
@@ -216,8 +230,17 @@ class VaultProvider(Provider):
 
         # token
         token_file = data_dir() / "admin-token"
-        if config.get("token"):
+        token_path: tuple[str | int, ...] | None = None
+        login = (config.get("auth_login_token_file") or [None])[0]
+        if login:
+            read = _read_token_file(login.get("filename"), diags)
+            if read is None:
+                return None
+            token, token_source = read
+            token_path = ("auth_login_token_file", 0, "filename")
+        elif config.get("token"):
             token, token_source = config["token"], "token from the provider's token argument"
+            token_path = ("token",)
         elif _env("VAULT_TOKEN"):
             token, token_source = os.environ["VAULT_TOKEN"], "token from VAULT_TOKEN"
         else:
@@ -257,7 +280,7 @@ class VaultProvider(Provider):
         try:
             client.status(timeout=DEFAULT_CONNECT_TIMEOUT)
         except ApiError as err:
-            _configure_error(diags, err, endpoint.display, address_source, token_source, address_path)
+            _configure_error(diags, err, endpoint.display, address_source, token_source, address_path, token_path)
             client.close()
             return None
         return client
@@ -281,6 +304,34 @@ def _int(value: Any, env: str | None, default: int) -> int:
     if env is not None and env.strip().isdigit():
         return int(env.strip())
     return default
+
+
+def _read_token_file(filename: Any, diags: Diagnostics) -> tuple[str, str] | None:
+    """The token in ``auth_login_token_file``'s file and where it came from, or None (diagnosed)."""
+    path = ("auth_login_token_file", 0, "filename")
+    if filename is UNKNOWN:
+        diags.error(
+            "Provider configuration not known yet",
+            "auth_login_token_file.filename depends on values known only after apply.",
+            path,
+        )
+        return None
+    try:
+        text = Path(str(filename)).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        diags.error("Cannot read the token file", f"auth_login_token_file: {filename}: {why}.", path)
+        return None
+    token = text.strip()
+    if not token or any(c.isspace() for c in token):
+        diags.error(
+            "Invalid token file",
+            f"auth_login_token_file: {filename} must hold one token on a single line"
+            + (" (it is empty)." if not token else "."),
+            path,
+        )
+        return None
+    return token, f"token from {filename} (auth_login_token_file)"
 
 
 def _load_tls_files(config: dict[str, Any], settings: ClientSettings, diags: Diagnostics) -> bool:
@@ -320,6 +371,7 @@ def _configure_error(
     address_source: str,
     token_source: str,
     address_path: tuple[str, ...] | None,
+    token_path: tuple[str | int, ...] | None = None,
 ) -> None:
     import grpc
 
@@ -328,7 +380,7 @@ def _configure_error(
             "The control plane refused the token",
             f"The agentceiling control plane at {address} refused the {token_source}: {err.message}\n\n"
             "Use the admin token that `agentceiling serve` wrote to <data-dir>/admin-token.",
-            ("token",) if token_source.endswith("token argument") else None,
+            token_path,
         )
     elif err.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         why = (
