@@ -203,14 +203,13 @@ class AgentRegistration(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        resp = self.call(
+        resp = self.send(
             cp,
             diags,
             action="create",
-            subject=self.subject(planned),
-            service=self.service,
             method="Create",
             request=cp.pb.CreateRegistrationRequest(registration=self._to_api(cp, planned, None)),
+            values=planned,
             hint=f"If Terraform should manage the existing registration, import it: {self.import_hint}",
         )
         if resp is None:
@@ -218,7 +217,6 @@ class AgentRegistration(VaultResource):
         if not resp.registration.id:
             diags.error("Missing ID in response", "Agent registration creation did not return an ID")
             return None
-        self.warn(cp, diags, resp, self.subject(planned))
         return self._from_api(resp.registration, planned)
 
     def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
