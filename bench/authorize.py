@@ -43,7 +43,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from typing import Any
 import grpc
 
 from agentceiling.dev_idp import ALG_KIND, DevIdp
+from agentceiling.dev_ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "agentceiling"
@@ -66,12 +66,6 @@ ACCESS = 'path "secret/data/*" {\n  capabilities = ["create", "read", "update", 
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_healthy(address: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -470,8 +464,8 @@ def main() -> int:
     ctx = mp.get_context("spawn")
     work = Path(tempfile.mkdtemp(prefix="ac-bench-"))
     data = work / "data"
-    address = f"127.0.0.1:{_free_port()}"
-    authz = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
+    authz = f"127.0.0.1:{free_port()}"
     log_path = work / "server.log"
     if args.alg not in ALG_KIND:
         print(f"unsupported --alg {args.alg}; one of {', '.join(ALG_KIND)}", file=sys.stderr)

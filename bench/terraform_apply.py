@@ -15,7 +15,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from agentceiling.dev_ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = "terraform.local/agentceiling/vault"
@@ -72,12 +73,6 @@ variable "prefix" {{
   type = string
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -17,12 +17,13 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+from agentceiling.dev_ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -30,23 +31,6 @@ PY = sys.executable
 
 def say(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def pick_port(preferred: int) -> int:
-    if port_free(preferred):
-        return preferred
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def terraform(args: list[str], cwd: Path, env: dict[str, str]) -> int:
@@ -73,8 +57,8 @@ def main() -> int:
     if data.exists():
         shutil.rmtree(data)
     data.mkdir(parents=True)
-    control = f"127.0.0.1:{pick_port(8250)}"
-    authz = f"127.0.0.1:{pick_port(8251)}"
+    control = f"127.0.0.1:{free_port(8250)}"
+    authz = f"127.0.0.1:{free_port(8251)}"
 
     say(f"starting agentceiling serve (control plane {control}, authorization endpoint {authz}, SQLite in {data})")
     log = open(data / "server.log", "wb")  # noqa: SIM115 - lives as long as the server

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from typing import Any
 import grpc
 import pytest
 
+from agentceiling.dev_ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 PROVIDER_SOURCE = "terraform.local/agentceiling/vault"
@@ -37,12 +38,6 @@ TF_VERSIONS = ("1.11.4", "1.15.5")
 _TF115_SHIM = Path(__file__).with_name("_tf115.py")
 
 pytestmark = pytest.mark.terraform
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _require(reason: str) -> None:

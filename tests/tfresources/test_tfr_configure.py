@@ -17,14 +17,9 @@ from typing import Any
 import pytest
 from tls_support import self_signed
 
+from agentceiling.dev_ports import free_port
 from agentceiling.tfprovider.framework.types import Diagnostics
 from agentceiling.tfprovider.provider import build_provider
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -39,13 +34,13 @@ class Server:
 
 
 def _start(data_dir: Path, extra: list[str]) -> Server:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     data_dir.mkdir(parents=True)
     log = open(data_dir.parent / f"{data_dir.name}.log", "wb")  # noqa: SIM115
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCEILING_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentceiling.cli", "serve", "--data-dir", str(data_dir), "--listen", address,
-         "--authz-listen", f"127.0.0.1:{_free_port()}", *extra],
+         "--authz-listen", f"127.0.0.1:{free_port()}", *extra],
         stdout=log, stderr=subprocess.STDOUT, env=env,
     )
     deadline = time.monotonic() + 60
@@ -146,7 +141,7 @@ def test_tls_with_ca_and_with_skip_verify(servers: tuple[Server, Server, Path],
 def test_failures_are_one_diagnostic_each(servers: tuple[Server, Server, Path],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     plain, tls, _ = servers
-    refused = f"127.0.0.1:{_free_port()}"
+    refused = f"127.0.0.1:{free_port()}"
     _, diags = _configure(monkeypatch, {"VAULT_TOKEN": "x"}, address=refused)
     text = _only_error(diags)
     assert "Cannot reach the agentceiling control plane" in text and refused in text and "connection refused" in text
