@@ -858,7 +858,9 @@ def test_concurrent_appends_through_size_rotations_stay_one_chain(tmp_path: Path
                     alog.request_rotation()  # SIGHUP-style requests on top of the size limit
 
         run_threads(n_threads, worker)
-        rotations = alog.stats["rotations"]
+    # Read after close: the writer may still rotate after the last acknowledged append (a size
+    # rotation or a pending request is carried out between commits, and when idle).
+    rotations = alog.stats["rotations"]
     chain = verify_chain(path)
     assert chain.ok, chain.problem
     assert rotations >= 10 and len(chain.files) == rotations + 1
