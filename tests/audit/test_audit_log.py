@@ -714,7 +714,7 @@ def test_rotation_by_size_keeps_one_unbroken_chain(tmp_path: Path) -> None:
     one = len(canonical(decision(0))) + 200
     with AuditLog.open(path, rotate_bytes=3 * one) as alog:
         receipts = [alog.append(decision(i)) for i in range(40)]
-        rotations = alog.stats["rotations"]
+    rotations = alog.stats["rotations"]  # after close: a size rotation may follow the last append
     assert rotations >= 8
     segments = segment_paths(path)
     assert len(segments) == rotations
