@@ -33,7 +33,7 @@ def _log(w: World) -> Path:
 
 def _record(path: Path, decision_id: str) -> dict[str, Any]:
     for rec in audit_log.tail(path, 500):
-        if rec["decision"]["decision_id"] == decision_id:
+        if rec["decision"].get("decision_id") == decision_id:  # rotation markers have none
             return dict(rec["decision"])
     raise AssertionError(f"decision {decision_id} is not in the audit log")
 
