@@ -144,7 +144,7 @@ def _rotate(path: Path, timeout: float) -> int:
 
     from agentceiling.store import audit_log
 
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = audit_log.lock_path(path)
     before = audit_log.segment_paths(path)
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -206,7 +206,7 @@ def _audit(args: argparse.Namespace) -> int:
     if args.audit_command == "anchor":
         # The newest record, from a file that verifies (only the newest file: with rotation that
         # stays cheap however old the log is; `audit verify` checks the rest).
-        candidates = [*audit_log.segment_paths(path), *([path] if path.exists() and path.stat().st_size else [])]
+        candidates = [f for f in audit_log.chain_files(path) if f != path or f.stat().st_size]
         if not candidates:
             print(f"agentceiling: {path} holds no records yet", file=sys.stderr)
             return 2

@@ -61,31 +61,32 @@ def _options(cfg: ServerConfig) -> list[tuple[str, Any]]:
     ]
 
 
-def _check_tls_files(cert: Path, key: Path) -> None:
-    """Both readable, PEM, and a key that belongs to the certificate; grpcio would only say that it
-    cannot listen."""
+def _server_credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
+    """The listeners' TLS credentials (None: plaintext), the files read once and checked: both
+    readable, PEM, and a key that belongs to the certificate; grpcio would only say that it cannot
+    listen."""
+    if not (cfg.tls_cert and cfg.tls_key):
+        return None
     import ssl
 
-    for flag, path in (("--tls-cert", cert), ("--tls-key", key)):
+    pem: dict[str, bytes] = {}
+    for flag, path in (("--tls-cert", cfg.tls_cert), ("--tls-key", cfg.tls_key)):
         try:
-            path.read_bytes()
+            pem[flag] = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cfg.tls_cert, cfg.tls_key)
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(
-            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its private key ({exc})"
+            f"--tls-cert {cfg.tls_cert} / --tls-key {cfg.tls_key}: not a PEM certificate and its private key ({exc})"
         ) from None
+    return grpc.ssl_server_credentials([(pem["--tls-key"], pem["--tls-cert"])])
 
 
-def _bind(server: grpc.Server, address: str, cfg: ServerConfig) -> int:
+def _bind(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
     try:
-        if cfg.tls_cert and cfg.tls_key:
-            creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
-            port = server.add_secure_port(address, creds)
-        else:
-            port = server.add_insecure_port(address)
+        port = server.add_insecure_port(address) if creds is None else server.add_secure_port(address, creds)
     except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
         port = 0
     if not port:
@@ -137,8 +138,7 @@ class Server:
             raise ConfigError(f"unknown role {cfg.role!r}: use all, control or authz")
         if bool(cfg.tls_cert) != bool(cfg.tls_key):
             raise ConfigError("--tls-cert and --tls-key must be given together")
-        if cfg.tls_cert and cfg.tls_key:
-            _check_tls_files(cfg.tls_cert, cfg.tls_key)
+        creds = _server_credentials(cfg)
         cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = Database(cfg.url)
         if cfg.migrate:
@@ -162,7 +162,7 @@ class Server:
                 maximum_concurrent_rpcs=cfg.workers * 8,
             )
             services = control.register(server, self.control_plane)
-            self.ports["control"] = _bind(server, cfg.listen, cfg)
+            self.ports["control"] = _bind(server, cfg.listen, creds)
             hs = _add_health_and_reflection(server, services)
             server.start()
             self._servers.append((server, hs, ["", *services]))
@@ -183,7 +183,7 @@ class Server:
                         servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
             services = register(server, mark_unhealthy, self._hangup_handlers.append)
-            self.ports["authz"] = _bind(server, cfg.authz_listen, cfg)
+            self.ports["authz"] = _bind(server, cfg.authz_listen, creds)
             hs = _add_health_and_reflection(server, services)
             holder.append((hs, ["", *services]))
             server.start()

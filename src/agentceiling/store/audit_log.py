@@ -71,8 +71,10 @@ __all__ = [
     "AuditUnavailable",
     "ChainResult",
     "VerifyResult",
+    "chain_files",
     "format_record",
     "iter_records",
+    "lock_path",
     "segment_paths",
     "tail",
     "verify",
@@ -175,6 +177,18 @@ class ChainResult:
 def segment_path(path: Path, first_seq: int) -> Path:
     """Name of the rotated segment of the log at ``path`` whose first record is ``first_seq``."""
     return path.with_name(f"{path.name}.{first_seq:0{_SEGMENT_DIGITS}d}")
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file of the log at ``path``: held by the process appending to it, which writes its
+    pid there."""
+    return path.with_name(path.name + ".lock")
+
+
+def chain_files(path: Path) -> list[Path]:
+    """Every file of the log at ``path``, oldest first: its rotated segments, then the active file
+    when it exists."""
+    return [*segment_paths(path), *([path] if path.exists() else [])]
 
 
 def segment_paths(path: Path) -> list[Path]:
@@ -405,7 +419,7 @@ class AuditLog:
         if rotate_bytes < 0:
             raise ValueError("rotate_bytes must be >= 0")
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_path = lock_path(self.path)
         self.fsync = fsync
         self.recovered_torn_bytes = 0
         self._max_batch = max_batch
@@ -1075,7 +1089,7 @@ def verify_chain(path: Path, anchors: Mapping[int, str] | None = None) -> ChainR
     the end; one before the oldest file cannot be checked and fails too. Raises ``OSError`` if a
     file cannot be read."""
     anchors = anchors or {}
-    files = [*segment_paths(path), *([path] if path.exists() else [])]
+    files = chain_files(path)
     total = 0
     first = 1
     found: set[int] = set()

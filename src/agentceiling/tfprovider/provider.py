@@ -237,7 +237,7 @@ class VaultProvider(Provider):
             if read is None:
                 return None
             token, token_source = read
-            token_path = ("auth_login_token_file", 0, "filename")
+            token_path = _TOKEN_FILE_PATH
         elif config.get("token"):
             token, token_source = config["token"], "token from the provider's token argument"
             token_path = ("token",)
@@ -306,9 +306,13 @@ def _int(value: Any, env: str | None, default: int) -> int:
     return default
 
 
+#: Where diagnostics about the token file go.
+_TOKEN_FILE_PATH: tuple[str | int, ...] = ("auth_login_token_file", 0, "filename")
+
+
 def _read_token_file(filename: Any, diags: Diagnostics) -> tuple[str, str] | None:
     """The token in ``auth_login_token_file``'s file and where it came from, or None (diagnosed)."""
-    path = ("auth_login_token_file", 0, "filename")
+    path = _TOKEN_FILE_PATH
     if filename is UNKNOWN:
         diags.error(
             "Provider configuration not known yet",
