@@ -298,6 +298,19 @@ def test_parameters_through_the_struct(world: World) -> None:
     assert w.authorize(loose, "db/creds/app", "update", parameters={"ttl": 1}).code == "CEILING_EXCEEDED"
 
 
+def test_ceiling_verdicts_do_not_confuse_true_with_1(world: World) -> None:
+    """The ceiling's verdict on an entry is cached per entry: ``[true]`` and ``[1]`` are different
+    parameter constraints (in Python ``True == 1``), so one must not answer for the other."""
+    w, idp = world, world.idp
+    ceiling = 'path "secret/data/x" {\n  capabilities = ["update"]\n  allowed_parameters = { "force" = [true] }\n}\n'
+    w.agent("typed", ceiling=ceiling, access='path "secret/data/*" {\n  capabilities = ["update"]\n}\n')
+    within = idp.token("typed", [path_access("secret/data/x", "update", allowed_parameters={"force": [True]})])
+    beyond = idp.token("typed", [path_access("secret/data/x", "update", allowed_parameters={"force": [1]})])
+    assert w.authorize(within, "secret/data/x", "update", parameters={"force": True}).code == "ALLOWED"
+    r = w.authorize(beyond, "secret/data/x", "update")
+    assert (r.allowed, r.code) == (False, "CEILING_EXCEEDED"), r.reason
+
+
 def test_issuer_profile_and_claims(authz_server: object, idp: Idp) -> None:
     w = make_world(authz_server, idp, clock_skew_leeway=30, user_claim="client_id")
     ent, _ = w.agent("claimer", optional_authorization_details=True)

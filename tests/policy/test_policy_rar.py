@@ -205,3 +205,15 @@ def test_unrendered_entries_never_match() -> None:
     e = parse_one(path="secret/{{identity.entity.id}}")
     assert render_entry(e, None) is None
     assert not rar_allows([e], "secret/{{identity.entity.id}}", "read")[0]
+
+
+def test_entries_are_equal_only_with_equally_typed_parameter_values() -> None:
+    """Entries key the cache of ceiling verdicts: ``true``, ``1`` and ``1.0`` must not collide."""
+    as_true = parse_one(allowed_parameters={"force": [True]})
+    as_one = parse_one(allowed_parameters={"force": [1]})
+    as_float = parse_one(allowed_parameters={"force": [1.0]})
+    assert len({as_true, as_one, as_float}) == 3
+    assert as_true != as_one and as_one != as_float
+    assert parse_one(allowed_parameters={"force": [True]}) == as_true
+    assert hash(parse_one(denied_parameters={"x": [0]})) == hash(parse_one(denied_parameters={"x": [0]}))
+    assert parse_one(denied_parameters={"x": [0]}) != parse_one(denied_parameters={"x": [False]})

@@ -53,9 +53,16 @@ _MEMBERS = frozenset({"type", "path", "capabilities", "allowed_parameters", "den
 _EMPTY: ParamMap = types.MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+def _typed(params: ParamMap) -> frozenset[tuple[str, tuple[tuple[str, Any], ...]]]:
+    """Parameter values with their JSON type: ``true``, ``1`` and ``1.0`` are equal in Python but
+    are different constraints (Vault compares parameter values by type and value)."""
+    return frozenset((k, tuple((type(v).__name__, v) for v in vs)) for k, vs in params.items())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class RarEntry:
-    """A ``vault:path_access`` entry."""
+    """A ``vault:path_access`` entry. Equal (and hashed alike) only when every member is, parameter
+    values compared with their JSON type, so that entries can key caches of ceiling verdicts."""
 
     path: str
     capabilities: frozenset[str]
@@ -68,16 +75,22 @@ class RarEntry:
     def templated(self) -> bool:
         return has_templates(self.path)
 
-    def __hash__(self) -> int:
-        return hash(
-            (
-                self.path,
-                self.capabilities,
-                frozenset(self.allowed_parameters.items()),
-                frozenset(self.denied_parameters.items()),
-                self.required_parameters,
-            )
+    def _identity(self) -> tuple[Any, ...]:
+        return (
+            self.path,
+            self.capabilities,
+            _typed(self.allowed_parameters),
+            _typed(self.denied_parameters),
+            self.required_parameters,
         )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RarEntry):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
 
 @dataclass(frozen=True, slots=True)
