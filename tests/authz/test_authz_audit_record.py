@@ -111,7 +111,7 @@ def test_non_finite_numbers_in_a_claim_are_audited_as_text(tmp_path: Path) -> No
     assert math.isinf(claim[0]["n"])
     scrubbed = _scrub(claim)
     assert scrubbed == [{"type": "x", "n": "inf", "m": "-inf", "ok": 1.5}]
-    text = _rar_audit_json(claim)
+    text = _rar_audit_json(claim, True)
     assert json.loads(text) == scrubbed
     with AuditLog.open(tmp_path / "audit.log") as log:
         log.append_canonical(

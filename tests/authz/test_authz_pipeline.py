@@ -195,6 +195,11 @@ def test_rar_optional_by_profile_or_registration_but_always_enforced_when_presen
     w2.agent("req-rar")
     assert w2.authorize(idp.token("req-rar"), "secret/data/ci/a", "read").code == "ALLOWED"
     assert w2.authorize(idp.token("req-rar", []), "secret/data/ci/a", "read").code == "RAR_NO_MATCH"
+    # A claim that is present is enforced even when it is null (which is not an array): refused as
+    # malformed, never taken for an absent claim, whether RAR is optional or required.
+    for world_, agent in ((w, "req-rar"), (w, "opt-rar"), (w2, "req-rar")):
+        r = world_.authorize(idp.token(agent, extra={"authorization_details": None}), "secret/data/ci/a", "read")
+        assert (r.allowed, r.code) == (False, "RAR_INVALID"), (agent, r.code, r.reason)
 
 
 @pytest.mark.parametrize(

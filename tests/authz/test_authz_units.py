@@ -52,6 +52,7 @@ def test_bounded_cache_keeps_at_most_its_size_and_promotes_hits() -> None:
 
 
 def test_rar_key_tells_json_values_apart() -> None:
-    keys = {_rar_key(v) for v in ([{"a": 1}], [{"a": 1.0}], [{"a": True}], [{"a": "1"}], [], None)}
+    keys = {_rar_key(v, True) for v in ([{"a": 1}], [{"a": 1.0}], [{"a": True}], [{"a": "1"}], [], None)}
     assert len(keys) == 6
-    assert _rar_key(None) is None
+    assert _rar_key(None, False) is None  # an absent claim ...
+    assert _rar_key(None, True) is not None  # ... is not a null one

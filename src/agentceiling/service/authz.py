@@ -451,12 +451,13 @@ class Authorizer:
         except TokenError as exc:
             raise Refusal(str(exc.code), exc.reason) from None
         raw = validated.authorization_details
+        present = validated.has_authorization_details
         facts = _TokenFacts(
             digest,
             issuer_norm,
             key,
             validated,
-            (namespace, issuer_norm, key, validated.subject, validated.actor_subject, _rar_key(raw)),
+            (namespace, issuer_norm, key, validated.subject, validated.actor_subject, _rar_key(raw, present)),
             (
                 _text(validated.unique_id),
                 _text(validated.issuer),
@@ -527,7 +528,7 @@ class Authorizer:
 
     def _build_context(self, namespace: str, profile: Profile, token: ValidatedToken, generation: int) -> _Context:
         raw = token.authorization_details
-        ctx = _Context(generation=generation, rar_audit_json=_rar_audit_json(raw))
+        ctx = _Context(generation=generation, rar_audit_json=_rar_audit_json(raw, token.has_authorization_details))
         try:
             self._fill_context(ctx, namespace, profile, token)
         except Refusal as refusal:
@@ -556,7 +557,7 @@ class Authorizer:
         # authorization_details: required unless the profile or the registration makes it optional;
         # when present, always enforced.
         entries: list[RarEntry] | None = None
-        if token.authorization_details is None:
+        if not token.has_authorization_details:
             if not (profile.optional_authorization_details or registration.optional_authorization_details):
                 raise Refusal(
                     Code.RAR_REQUIRED,
@@ -705,9 +706,10 @@ class Authorizer:
         )
 
 
-def _rar_audit_json(raw: Any) -> str:
-    """The declared authorization_details as audited: scrubbed, canonical JSON."""
-    if raw is None:
+def _rar_audit_json(raw: Any, present: bool) -> str:
+    """The declared authorization_details as audited: scrubbed, canonical JSON (``[]`` when the
+    token has no such claim)."""
+    if not present:
         return "[]"
     try:
         return audit_record.canonical_json(_scrub(raw))
@@ -715,11 +717,11 @@ def _rar_audit_json(raw: Any) -> str:
         return audit_record.canonical_json("[unencodable authorization_details]")
 
 
-def _rar_key(raw: Any) -> Any:
+def _rar_key(raw: Any, present: bool) -> Any:
     """A cache key for a decoded authorization_details claim: ``repr`` tells JSON values apart
-    (``1`` vs ``1.0`` vs ``True``, key order too, which only costs a miss) and is cheaper than a
-    canonical JSON dump."""
-    return None if raw is None else repr(raw)
+    (``1`` vs ``1.0`` vs ``True``, key order too, which only costs a miss; an absent claim from
+    ``null``) and is cheaper than a canonical JSON dump."""
+    return repr(raw) if present else None
 
 
 def _entry_json(entry: RarEntry) -> dict[str, Any]:

@@ -60,12 +60,16 @@ class ValidatedToken:
     """Value at ``actor_claim`` (``act.sub``): the current actor of an on-behalf-of request."""
     audiences: tuple[str, ...]
     authorization_details: Any | None
-    """Raw RFC 9396 claim, not interpreted here."""
+    """Raw RFC 9396 claim, not interpreted here (None when absent, and when it is JSON ``null``:
+    :attr:`has_authorization_details` tells the two apart)."""
     transaction_claim: str | None
     """``txn`` (audited as ``jwt_transaction_claim``)."""
     expires_at: int
     token_sha256: str
     """Hex SHA-256 of the raw token: correlate in audit logs without logging the token."""
+    has_authorization_details: bool = False
+    """Whether the token carries the ``authorization_details`` claim at all (a present claim is
+    always enforced, even ``null``, which is not an array)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,4 +340,5 @@ def _check_claims(
         transaction_claim=txn,
         expires_at=exp,
         token_sha256=hashlib.sha256(token.encode("ascii")).hexdigest(),
+        has_authorization_details="authorization_details" in claims,
     )
