@@ -287,6 +287,22 @@ def test_unrenderable_templates_drop_the_rule(pattern: str) -> None:
     assert not a.check("secret/a*", "read").allowed
 
 
+def test_a_deny_rule_renders_an_empty_metadata_value_as_vault_does() -> None:
+    """Vault renders a metadata key that is present with an empty value as "". Dropping a deny
+    rule would allow what Vault denies; a granting rule is still dropped (it could only widen)."""
+    text = rule("secret/*", "read") + rule("secret/{{identity.entity.metadata.empty}}/*", "deny")
+    a = acl(text, ctx=CTX)
+    assert sorted(r.pattern for r in a.rules) == ["secret/*", "secret//*"]
+    assert not a.check("secret//x", "read").allowed
+    assert a.check("secret/x", "read").allowed
+    # A missing key, or an empty entity name (Vault: not found), drops the deny rule as in Vault.
+    missing = acl(rule("secret/*", "read") + rule("secret/{{identity.entity.metadata.missing}}/*", "deny"), ctx=CTX)
+    assert [r.pattern for r in missing.rules] == ["secret/*"]
+    unnamed = TemplateContext(entity_id="ent-2", entity_name="", metadata={})
+    nameless = acl(rule("secret/*", "read") + rule("secret/{{identity.entity.name}}/*", "deny"), ctx=unnamed)
+    assert [r.pattern for r in nameless.rules] == ["secret/*"]
+
+
 def test_templates_without_context_are_dropped() -> None:
     a = acl(rule("secret/{{identity.entity.id}}", "read"))
     assert a.rules == ()

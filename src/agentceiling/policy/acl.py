@@ -285,7 +285,7 @@ class ACL:
             for rule in policy.rules:
                 pattern: str | None = rule.pattern
                 if rule.is_templated:
-                    pattern = render_templates(rule.pattern, ctx)
+                    pattern = render_templates(rule.pattern, ctx, empty_ok=rule.is_deny)
                     if pattern is not None and pattern.startswith("/"):
                         pattern = pattern[1:]
                     if pattern is None or pattern_problem(pattern):

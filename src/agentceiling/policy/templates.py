@@ -14,8 +14,11 @@ a parse error (Vault only finds out at request time and silently drops the rule)
 
 Rendering is fail-closed: a value that is missing **or empty** makes the whole string
 unrenderable (``None``), and so does a rendered value containing ``*`` or ``+`` (it would widen
-the pattern) or template braces. Vault renders a missing alias as an empty string in ACL mode; we drop the rule
-instead, because ``secret/{{...}}*`` rendering to ``secret/*`` would grant far more.
+the pattern) or template braces. Vault renders a metadata value that is present but empty as an
+empty string; we drop a granting rule instead, because ``secret/{{...}}*`` rendering to
+``secret/*`` would grant far more, but render a ``deny`` rule as Vault does (``empty_ok``), because
+dropping it would allow what Vault denies. A missing value (and an empty name, which Vault treats
+as not found) drops the rule either way, as in Vault.
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def _resolve(expr: str, ctx: TemplateContext) -> str | None:
         if rest == ["id"]:
             return ctx.entity_id
         if rest == ["name"]:
-            return ctx.entity_name
+            return ctx.entity_name or None  # an empty name is "not found" (Vault)
         if rest[0] == "metadata":
             return ctx.metadata.get(".".join(rest[1:]))
         if rest[0] == "aliases" and len(rest) >= 3:
@@ -171,7 +174,7 @@ def _resolve(expr: str, ctx: TemplateContext) -> str | None:
             if sel == ["id"]:
                 return alias.id
             if sel == ["name"]:
-                return alias.name
+                return alias.name or None
             if sel[0] == "metadata":
                 return alias.metadata.get(".".join(sel[1:]))
             if sel[0] == "custom_metadata":
@@ -187,7 +190,7 @@ def _resolve(expr: str, ctx: TemplateContext) -> str | None:
             return None
         sel = parts[4:]
         if sel == ["name"] and parts[2] == "ids":
-            return group.name
+            return group.name or None
         if sel == ["id"] and parts[2] == "names":
             return group.id
         if sel[0] == "metadata":
@@ -195,8 +198,11 @@ def _resolve(expr: str, ctx: TemplateContext) -> str | None:
     return None
 
 
-def render_templates(text: str, ctx: TemplateContext | None) -> str | None:
-    """Render every template in ``text``; ``None`` when any cannot be rendered safely."""
+def render_templates(text: str, ctx: TemplateContext | None, *, empty_ok: bool = False) -> str | None:
+    """Render every template in ``text``; ``None`` when any cannot be rendered safely.
+
+    A metadata value that is present but empty makes the text unrenderable too, unless
+    ``empty_ok``: then it renders as ``""``, as Vault does (for deny rules, which must not vanish)."""
     try:
         found = _split(text)
     except TemplateError:
@@ -209,7 +215,7 @@ def render_templates(text: str, ctx: TemplateContext | None) -> str | None:
     last = 0
     for start, end, expr in found:
         value = _resolve(expr, ctx)
-        if not value or "*" in value or "+" in value or "{{" in value or "}}" in value:
+        if value is None or (not value and not empty_ok) or "*" in value or "+" in value or "{{" in value or "}}" in value:
             return None
         out.append(text[last:start])
         out.append(value)
