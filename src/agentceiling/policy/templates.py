@@ -215,7 +215,9 @@ def render_templates(text: str, ctx: TemplateContext | None, *, empty_ok: bool =
     last = 0
     for start, end, expr in found:
         value = _resolve(expr, ctx)
-        if value is None or (not value and not empty_ok) or "*" in value or "+" in value or "{{" in value or "}}" in value:
+        if value is None or (not value and not empty_ok):
+            return None
+        if "*" in value or "+" in value or "{{" in value or "}}" in value:
             return None
         out.append(text[last:start])
         out.append(value)
