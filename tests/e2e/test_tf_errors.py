@@ -196,3 +196,63 @@ def test_auth_login_token_file_with_the_real_cli(tf: Terraform, control_plane: C
     assert "Cannot read the token file" in errors[0] and str(tmp_path / "absent") in errors[0], out
     (d / "main.tf").write_text(main_tf(token_file))
     tf.destroy(d, env=addr)
+
+
+def test_null_elements_out_of_range_numbers_and_duplicates_point_at_the_attribute(
+    tf: Terraform, control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    env = control_plane.env
+    n = unique("nul")
+    d = workdir(tmp_path, installation, f"""
+resource "vault_oauth_resource_server_config_profile" "p" {{
+  profile_name      = "{n}"
+  issuer_id         = "https://{n}.example.com"
+  jwks_uri          = "https://{n}.example.com/keys"
+  audiences         = ["a", null]
+  clock_skew_leeway = 1e30
+}}
+
+resource "vault_identity_entity" "e" {{
+  name     = "{n}"
+  metadata = {{ team = null }}
+}}
+""")
+    tf.init(d)
+    text = tf.run(d, "validate", "-no-color", env=env, expect=1).output
+    blocks = _errors(text)
+    for message, line in [
+        ("audiences[1] is null", 'audiences         = ["a", null]'),
+        ("clock_skew_leeway must be at most 9223372036854775807", "clock_skew_leeway = 1e30"),
+        ('metadata["team"] is null', "metadata = { team = null }"),
+    ]:
+        matching = [b for b in blocks if message in b]
+        assert matching and any(line in b for b in matching), f"{message!r} at {line!r}:\n{text}"
+
+    # A null that is only known during the apply (here: a terraform_data output) is refused by the
+    # plan terraform makes just before applying, on the attribute, not as a provider crash.
+    d2 = workdir(tmp_path, installation, f"""
+resource "terraform_data" "later" {{
+  input = null
+}}
+
+resource "vault_identity_entity" "e" {{
+  name     = "{n}-late"
+  policies = [terraform_data.later.output]
+}}
+""")
+    tf.init(d2)
+    out = tf.apply(d2, env=env, expect=1)
+    assert "policies" in out.output and "cannot hold null elements" in out.output, out
+    assert "Provider error" not in out.output and "Traceback" not in out.output, out
+    tf.destroy(d2, env=env)
+
+    # A policy that already exists is an error on its name (not on its text).
+    d3 = workdir(tmp_path, installation, SIMPLE_POLICY.replace('name   = "p"', f'name   = "{n}-pol"'))
+    tf.init(d3)
+    tf.apply(d3, env=env)
+    d4 = workdir(tmp_path, installation, SIMPLE_POLICY.replace('name   = "p"', f'name   = "{n}-pol"'))
+    tf.init(d4)
+    out = tf.apply(d4, env=env, expect=1)
+    (block,) = [b for b in _errors(out.output) if "already exists" in b]
+    assert f'name   = "{n}-pol"' in block, out
+    tf.destroy(d3, env=env)

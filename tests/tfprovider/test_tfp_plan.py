@@ -314,6 +314,38 @@ def test_validators_run_on_known_values_with_paths() -> None:
     assert not diags.items
 
 
+def test_null_elements_in_collections_are_errors_on_the_element() -> None:
+    schema = Schema(
+        attributes=(
+            Attribute("tags", map_of(STRING), optional=True),
+            Attribute("labels", set_of(STRING), optional=True),
+            Attribute("names", ["list", STRING], optional=True),
+        ),
+        blocks=(Block("l", (Attribute("names", ["list", STRING], optional=True),)),),
+    )
+    diags = Diagnostics()
+    config = {"tags": {"a": "x", "b": None}, "labels": [None], "names": ["x", None], "l": [{"names": [None]}]}
+    validate_config(schema, config, diags)
+    assert [d.path for d in diags.items] == [("tags", "b"), ("labels",), ("names", 1), ("l", 0, "names", 0)]
+    assert 'tags["b"] is null' in diags.items[0].detail and "names[1] is null" in diags.items[2].detail
+    diags = Diagnostics()
+    validate_config(schema, {"tags": {"a": UNKNOWN}, "labels": [UNKNOWN], "names": [], "l": []}, diags)
+    assert not diags.items
+
+
+def test_null_elements_that_were_unknown_at_validation_are_refused_by_the_plan() -> None:
+    diags = Diagnostics()
+    cfg = {"name": "a", "tags": {"k": None}}
+    plan_resource_change(Thing(), None, None, {**_null_config(), **cfg}, {**_null_config(), **cfg}, diags)
+    assert [(d.severity, d.path) for d in diags.items] == [("error", ("tags", "k"))]
+
+
+def _null_config() -> dict[str, Any]:
+    out: dict[str, Any] = {a.name: None for a in SCHEMA.attributes}
+    out.update({b.name: [] for b in SCHEMA.blocks})
+    return out
+
+
 def test_check_schema_finds_terraform_rejections() -> None:
     bad = Schema(
         attributes=(

@@ -307,9 +307,11 @@ class ControlPlaneClient:
         attributes: Iterable[str] = (),
         renames: Mapping[str, str] | None = None,
         hint: str = "",
+        identity: str = "",
     ) -> None:
         """Turn ``err`` into diagnostics. ``action`` is e.g. "create", ``subject`` names the object
-        (``policy "ops"``); ``attributes`` are the schema's attribute names, for field paths."""
+        (``policy "ops"``); ``attributes`` are the schema's attribute names, for field paths;
+        ``identity`` is the attribute an "already exists" answer is about (e.g. ``name``)."""
         add_api_error(
             diags,
             err,
@@ -320,6 +322,7 @@ class ControlPlaneClient:
             renames=renames,
             hint=hint,
             source=self.settings.token_source,
+            identity=identity,
         )
 
     def add_warnings(
@@ -349,6 +352,7 @@ def add_api_error(
     renames: Mapping[str, str] | None = None,
     hint: str = "",
     source: str = "token",
+    identity: str = "",
 ) -> None:
     code = err.code
     verb = {"create": "Create", "read": "Read", "update": "Update", "delete": "Delete", "import": "Import"}
@@ -398,7 +402,8 @@ def add_api_error(
     )
     if hint and code in (grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION):
         detail += f"\n\n{hint}"
-    diags.error(summary, detail, _mentioned_attribute(err.message, attributes, renames))
+    where = (identity,) if code == grpc.StatusCode.ALREADY_EXISTS and identity else None
+    diags.error(summary, detail, where or _mentioned_attribute(err.message, attributes, renames))
 
 
 def _mentioned_attribute(

@@ -60,6 +60,9 @@ def plan_resource_change(
         return PlanResult(None)
     schema = resource.schema
     config = config or {}
+    check_null_elements(schema, config, diags)
+    if diags.has_errors:
+        return PlanResult(proposed)
     planned = copy.deepcopy(proposed)
     _apply_defaults(schema.attributes, schema.blocks, planned, config)
     changed = prior is None or not schema_type(schema).equal(planned, prior)
@@ -230,6 +233,7 @@ def _nested_replace(b: Block, attrs: list[Attribute], before: Any, after: Any) -
 
 def validate_config(schema: Schema, config: Obj, diags: Diagnostics) -> None:
     """Run attribute validators on known, non-null values (config may hold UNKNOWN)."""
+    check_null_elements(schema, config, diags)
     _validate_attributes(schema.attributes, config, (), True, diags)
     for b in schema.blocks:
         value = config.get(b.name)
@@ -243,6 +247,49 @@ def validate_config(schema: Schema, config: Obj, diags: Diagnostics) -> None:
                         _validate_attributes(b.attributes, el, (b.name, i), True, diags)
                     else:  # no path step exists into a set element: report at the set
                         _validate_attributes(b.attributes, el, (b.name,), False, diags)
+
+
+def check_null_elements(schema: Schema, config: Obj, diags: Diagnostics) -> None:
+    """A null element in a list, set or map of a primitive type (``audiences = [null]``) is an error
+    on that element: the control plane's fields cannot hold one. Checked when validating, and
+    again when planning, where values unknown at validation are known."""
+    _null_elements(schema.attributes, config, (), True, diags)
+    for b in schema.blocks:
+        value = config.get(b.name)
+        if b.nesting == "single":
+            if isinstance(value, dict):
+                _null_elements(b.attributes, value, (b.name,), True, diags)
+        elif isinstance(value, list):
+            for i, el in enumerate(value):
+                if isinstance(el, dict):
+                    base: AttributePath = (b.name, i) if b.nesting == "list" else (b.name,)
+                    _null_elements(b.attributes, el, base, b.nesting == "list", diags)
+
+
+def _null_elements(
+    attributes: Sequence[Attribute], obj: Obj, base: AttributePath, leaf: bool, diags: Diagnostics
+) -> None:
+    for a in attributes:
+        t = a.type
+        if not (isinstance(t, list) and len(t) == 2 and t[0] in ("list", "set", "map") and isinstance(t[1], str)):
+            continue
+        value = obj.get(a.name)
+        if isinstance(value, list):
+            items: list[tuple[str | int, Any]] = list(enumerate(value))
+        elif isinstance(value, dict):
+            items = list(value.items())
+        else:
+            continue
+        for key, el in items:
+            if el is not None:
+                continue
+            where = f"{a.name}[{key}]" if isinstance(key, int) else f'{a.name}["{key}"]'
+            path: AttributePath = (*base, a.name, key) if leaf and t[0] != "set" else (*base, a.name)
+            diags.error(
+                "Invalid attribute value",
+                f"{where} is null: the {t[0]} {a.name} cannot hold null elements.",
+                path if leaf else base,
+            )
 
 
 def _validate_attributes(

@@ -124,6 +124,8 @@ class VaultResource(Resource):
     #: The control-plane service of this kind, and the response field that holds the object.
     service: str = ""
     api_field: str = ""
+    #: The attribute an "already exists" answer is about; empty: the one the message names.
+    identity_attribute: str = ""
 
     def attribute_names(self) -> list[str]:
         return [a.name for a in self.schema.attributes] + [b.name for b in self.schema.blocks]
@@ -169,6 +171,7 @@ class VaultResource(Resource):
                 attributes=self.attribute_names(),
                 renames=self.renames,
                 hint=hint,
+                identity=self.identity_attribute,
             )
             return None
 

@@ -43,6 +43,9 @@ from agentceiling.tfprovider.resources._common import (
 DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"]
 ALGORITHMS = ALL_ALGORITHMS
 
+MAX_INT64 = 2**63 - 1
+"""The attribute is an Int64 in terraform-provider-vault."""
+
 SCHEMA = Schema(
     description=(
         "Manages an OAuth resource-server configuration profile: the issuer whose JWTs AI agents "
@@ -276,6 +279,12 @@ class OAuthResourceServerConfigProfile(VaultResource):
                 diags.error(
                     "Invalid clock_skew_leeway",
                     f"clock_skew_leeway must be at least 0 seconds, got {int(leeway)}.",
+                    ("clock_skew_leeway",),
+                )
+            elif leeway > MAX_INT64:
+                diags.error(
+                    "Invalid clock_skew_leeway",
+                    f"clock_skew_leeway must be at most {MAX_INT64} seconds (a 64-bit integer), got {int(leeway)}.",
                     ("clock_skew_leeway",),
                 )
 

@@ -44,6 +44,7 @@ class Policy(VaultResource):
     import_hint = "terraform import vault_policy.<name> <policy name>"
     service = "Policies"
     api_field = "policy"
+    identity_attribute = "name"  # 'policy "p" already exists' is about the name, not the text
 
     def subject(self, values: Mapping[str, Any]) -> str:
         return f'policy "{values.get("name")}"'
