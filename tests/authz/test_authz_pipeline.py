@@ -385,6 +385,21 @@ def test_bearer_metadata_and_malformed_requests(world: World) -> None:
     with pytest.raises(grpc.RpcError) as err:
         w.authorize("a" * 70_000, "secret/data/ci/a", "read")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Parameters JSON cannot hold (NaN, infinity), nested deeper than protobuf decodes, or bytes
+    # that are no AuthorizeRequest at all: INVALID_ARGUMENT naming the field, never INTERNAL.
+    nested: dict[str, object] = {}
+    for _ in range(200):
+        nested = {"a": nested}
+    for params in ({"n": float("nan")}, {"n": float("inf")}, nested):
+        with pytest.raises(grpc.RpcError) as err:
+            w.authorize(tok, "secret/data/ci/a", "read", parameters=params)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+        assert "parameters" in (err.value.details() or ""), err.value
+    with grpc.insecure_channel(w.server.authz_address) as ch:
+        raw = ch.unary_unary("/agentceiling.v1.Authorization/Authorize")
+        with pytest.raises(grpc.RpcError) as err:
+            raw(b"\xff\xff\xff", timeout=15)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
 
 
 def test_names_are_unique_per_namespace(authz_server: object, idp: Idp) -> None:

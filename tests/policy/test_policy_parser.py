@@ -323,3 +323,22 @@ def test_policies_are_hashable_values() -> None:
     text = 'path "a" {\n capabilities = ["read"]\n allowed_parameters = { k = [1, "x"] }\n}'
     assert parse_policy(text, "n") == parse_policy(text, "n")
     assert len({parse_policy(text, "n"), parse_policy(text, "n")}) == 1
+
+
+@pytest.mark.parametrize("depth", [65, 1_000, 100_000])
+@pytest.mark.parametrize("form", ["hcl", "json"])
+def test_deep_nesting_is_a_parse_error_not_a_crash(depth: int, form: str) -> None:
+    deep = "[" * depth + "]" * depth
+    if form == "hcl":
+        text = f'path "a" {{\n  capabilities = ["read"]\n  x = {deep}\n}}\n'
+    else:
+        text = f'{{"path": {{"a": {{"capabilities": ["read"], "x": {deep}}}}}}}'
+    with pytest.raises(PolicyParseError, match="nested more than 64 levels deep"):
+        parse_policy(text)
+
+
+def test_nesting_up_to_the_limit_parses_to_its_usual_verdict() -> None:
+    deep = "[" * 62 + "]" * 62  # inside the path block and its body: 64 levels in all
+    with pytest.raises(PolicyParseError) as err:
+        parse_policy(f'path "a" {{\n  capabilities = ["read"]\n  x = {deep}\n}}\n')
+    assert "nested" not in str(err.value)  # refused for the unknown key, not for the depth

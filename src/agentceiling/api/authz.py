@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from agentceiling._gen.agentceiling.v1 import authorization_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
@@ -38,13 +39,26 @@ class AuthorizationService(pbg.AuthorizationServicer):
         self.authorizer = authorizer
 
     @rpc
-    def Authorize(self, request: pb.AuthorizeRequest, context: grpc.ServicerContext) -> pb.AuthorizeResponse:
+    def Authorize(
+        self, request: pb.AuthorizeRequest | Undecodable, context: grpc.ServicerContext
+    ) -> pb.AuthorizeResponse:
+        if isinstance(request, Undecodable):
+            raise InvalidArgument.one(
+                "parameters",
+                "the request could not be decoded (protobuf allows 100 levels of nesting; "
+                "parameters are probably nested deeper)",
+            )
         token = request.token or _bearer(context)
         if len(token) > MAX_TOKEN_CHARS:
             raise InvalidArgument.one("token", f"token is longer than {MAX_TOKEN_CHARS} characters")
         params: dict[str, Any] | None = None
         if request.HasField("parameters"):
-            params = json_format.MessageToDict(request.parameters)
+            try:
+                params = json_format.MessageToDict(request.parameters)
+            except ValueError:  # NaN or an infinity in a number_value: JSON has no such number
+                raise InvalidArgument.one(
+                    "parameters", "parameters hold a number JSON cannot represent (NaN or an infinity)"
+                ) from None
         try:
             d = self.authorizer.authorize(
                 AuthorizeInput(
@@ -69,6 +83,31 @@ class AuthorizationService(pbg.AuthorizationServicer):
         )
 
 
+class Undecodable:
+    """Stands for a request protobuf could not decode (gRPC takes ``None`` for a failed decode and
+    answers INTERNAL "Exception deserializing request!"; the handler answers INVALID_ARGUMENT)."""
+
+
+_UNDECODABLE = Undecodable()
+
+
+def _decode(data: bytes) -> pb.AuthorizeRequest | Undecodable:
+    try:
+        return pb.AuthorizeRequest.FromString(data)
+    except (DecodeError, RecursionError):
+        return _UNDECODABLE
+
+
 def register(server: grpc.Server, authorizer: Authorizer) -> list[str]:
-    pbg.add_AuthorizationServicer_to_server(AuthorizationService(authorizer), server)
+    service = AuthorizationService(authorizer)
+    handlers = {
+        "Authorize": grpc.unary_unary_rpc_method_handler(
+            service.Authorize,
+            request_deserializer=_decode,
+            response_serializer=pb.AuthorizeResponse.SerializeToString,
+        )
+    }
+    # As the generated add_AuthorizationServicer_to_server does, with the tolerant decoder.
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]  # grpcio >= 1.62
     return [s.full_name for s in pb.DESCRIPTOR.services_by_name.values()]

@@ -318,10 +318,16 @@ class _Lexer:
 # ---------------------------------------------------------------- syntax tree
 
 
+#: Deepest nesting of lists and objects a policy may have. Real policies nest three or four levels
+#: (path block, parameter map, value list); the parser is recursive, so it needs a bound.
+MAX_NESTING = 64
+
+
 class _Parser:
     def __init__(self, tokens: list[_Tok]) -> None:
         self.t = tokens
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Tok:
         return self.t[self.i]
@@ -382,6 +388,18 @@ class _Parser:
         return _Item(keys, value, first.line, first.col)
 
     def value(self) -> _Node:
+        tok = self.peek()
+        if tok.kind not in ("[", "{"):
+            return self._value()
+        if self.depth >= MAX_NESTING:
+            raise _Syntax(f"lists and objects nested more than {MAX_NESTING} levels deep", tok.line, tok.col)
+        self.depth += 1
+        try:
+            return self._value()
+        finally:
+            self.depth -= 1
+
+    def _value(self) -> _Node:
         tok = self.next()
         if tok.kind == "str":
             return _Node("str", tok.value, tok.line, tok.col)
@@ -666,6 +684,10 @@ def parse_policy(text: str, name: str = "") -> Policy:
             json.loads(text)
         except json.JSONDecodeError as exc:
             raise PolicyParseError(f"invalid JSON: {exc.msg}", exc.lineno, exc.colno, policy_name=name) from None
+        except RecursionError:
+            raise PolicyParseError(
+                f"invalid JSON: lists and objects nested more than {MAX_NESTING} levels deep", 1, 1, policy_name=name
+            ) from None
     try:
         parser = _Parser(_Lexer(text).tokens())
         items = parser.document_json() if json_mode else parser.body()
