@@ -342,3 +342,17 @@ def test_nesting_up_to_the_limit_parses_to_its_usual_verdict() -> None:
     with pytest.raises(PolicyParseError) as err:
         parse_policy(f'path "a" {{\n  capabilities = ["read"]\n  x = {deep}\n}}\n')
     assert "nested" not in str(err.value)  # refused for the unknown key, not for the depth
+
+
+def test_subscribe_event_types_parse_and_restricted_subscriptions_grant_nothing() -> None:
+    """Vault policies may restrict ``subscribe`` to event types; a decision has no event type to
+    check, so a restricted block keeps its other capabilities and loses ``subscribe``."""
+    p = parse_policy(
+        'path "sys/events/subscribe/*" {\n  capabilities = ["read", "subscribe"]\n'
+        '  subscribe_event_types = ["kv*"]\n}\n'
+        'path "kv/*" {\n  capabilities = ["subscribe"]\n  subscribe_event_types = ["*"]\n}\n'
+    )
+    caps = {r.pattern: set(r.capabilities) for r in p.rules}
+    assert caps == {"sys/events/subscribe/*": {"read"}, "kv/*": {"subscribe"}}
+    with pytest.raises(PolicyParseError, match="subscribe_event_types must be a list of strings"):
+        parse_policy('path "a" {\n  capabilities = ["subscribe"]\n  subscribe_event_types = "kv*"\n}\n')

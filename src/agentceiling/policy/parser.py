@@ -14,6 +14,9 @@ Semantics follow Vault's ``vault/policy.go``:
   ``denied_parameters``, ``required_parameters``, ``min_wrapping_ttl``, ``max_wrapping_ttl`` and
   ``comment``. ``mfa_methods`` and ``control_group`` are rejected (they are Enterprise
   restrictions we cannot enforce, and accepting them silently would grant more than Vault);
+  ``subscribe_event_types`` is accepted, and since a decision carries no event type to check
+  against it, a block that restricts the event types (anything but ``["*"]``) does not grant
+  ``subscribe`` here (fail closed);
 * legacy ``policy``: ``deny`` -> [deny]; ``read`` -> [read, list];
   ``write`` -> [create, read, update, delete, list]; ``sudo`` -> write + [sudo]
   (exactly Vault's mapping: ``write`` does not include ``patch``);
@@ -70,6 +73,7 @@ _BLOCK_KEYS = frozenset(
         "min_wrapping_ttl",
         "max_wrapping_ttl",
         "comment",
+        "subscribe_event_types",
     }
 )
 
@@ -571,6 +575,7 @@ def _block(pattern: str, key_tok: _Tok, node: _Node) -> _Draft:
         raise _Invalid("a path must be followed by a { } block", node.line, node.col)
     seen: dict[str, _Item] = {}
     caps: set[str] = set()
+    event_types: list[str] | None = None
     draft = _Draft(pattern, caps, {}, {}, [], None, None, key_tok.line, key_tok.col)
     for item in node.items:
         if len(item.keys) != 1:
@@ -621,6 +626,8 @@ def _block(pattern: str, key_tok: _Tok, node: _Node) -> _Draft:
         elif key == "comment":
             if value.kind != "str":
                 raise _Invalid("comment must be a string", value.line, value.col)
+        elif key == "subscribe_event_types":
+            event_types = [name for name, _ in _string_list(value, "subscribe_event_types")]
         elif key in ("mfa_methods", "control_group"):
             raise _Invalid(f"{key!r} is not supported", item.line, item.col)
         else:
@@ -631,6 +638,9 @@ def _block(pattern: str, key_tok: _Tok, node: _Node) -> _Draft:
             )
     if draft.min_ttl and draft.max_ttl and draft.max_ttl < draft.min_ttl:
         raise _Invalid("max_wrapping_ttl cannot be less than min_wrapping_ttl", node.line, node.col)
+    if event_types is not None and "*" not in event_types:
+        # A decision has no event type to check against the list: grant nothing rather than more.
+        caps.discard("subscribe")
     if "deny" in caps:
         draft.capabilities = {"deny"}
         draft.allowed, draft.denied = {}, {}
