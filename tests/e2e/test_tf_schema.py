@@ -34,6 +34,9 @@ EXPECTED: dict[str, dict[str, str]] = {
         "id": COMP, "namespace": OPT, "name": REQ, "mount_accessor": OC, "canonical_id": REQ, "custom_metadata": OPT,
         "issuer": OC, "external_id": OPT,
     },
+    "vault_identity_entity_policies": {
+        "id": COMP, "namespace": OPT, "policies": REQ, "exclusive": OC, "entity_id": REQ, "entity_name": COMP,
+    },
     "vault_activation_flags": {"id": COMP, "feature": REQ},
 }
 
@@ -46,6 +49,8 @@ TYPES = {
     ("vault_identity_entity", "policies"): ["set", "string"],
     ("vault_identity_entity", "metadata"): ["map", "string"],
     ("vault_identity_entity_alias", "custom_metadata"): ["map", "string"],
+    ("vault_identity_entity_policies", "policies"): ["set", "string"],
+    ("vault_identity_entity_policies", "exclusive"): "bool",
 }
 
 

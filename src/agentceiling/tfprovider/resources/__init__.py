@@ -7,6 +7,7 @@ from agentceiling.tfprovider.resources.activation_flags import ActivationFlags
 from agentceiling.tfprovider.resources.agent_registration import AgentRegistration
 from agentceiling.tfprovider.resources.identity_entity import IdentityEntity
 from agentceiling.tfprovider.resources.identity_entity_alias import IdentityEntityAlias
+from agentceiling.tfprovider.resources.identity_entity_policies import IdentityEntityPolicies
 from agentceiling.tfprovider.resources.oauth_resource_server_config_profile import (
     OAuthResourceServerConfigProfile,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "AgentRegistration",
     "IdentityEntity",
     "IdentityEntityAlias",
+    "IdentityEntityPolicies",
     "OAuthResourceServerConfigProfile",
     "Policy",
     "all_resources",
@@ -30,5 +32,6 @@ def all_resources() -> list[Resource]:
         Policy(),
         IdentityEntity(),
         IdentityEntityAlias(),
+        IdentityEntityPolicies(),
         ActivationFlags(),
     ]

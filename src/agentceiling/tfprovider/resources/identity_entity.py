@@ -89,9 +89,11 @@ class IdentityEntity(VaultResource):
                 elif name == "":
                     diags.error("Invalid policies", "A policy name cannot be empty.", ("policies",))
         if config.get("external_policies") is True and isinstance(policies, list) and policies:
-            diags.error(
-                "Conflicting configuration",
-                "policies cannot be set when external_policies is true.",
+            # terraform-provider-vault ignores policies then (a DiffSuppressFunc): so do we, aloud.
+            diags.warning(
+                "policies is ignored",
+                "external_policies is true: the entity's policies are managed elsewhere (e.g. "
+                "vault_identity_entity_policies), so policies is neither written nor read here.",
                 ("policies",),
             )
 

@@ -1,0 +1,205 @@
+"""``vault_identity_entity_policies``: the policies of an identity entity managed apart from the
+entity (which then sets ``external_policies = true``), as in terraform-provider-vault.
+
+``exclusive`` (default true) makes this resource the owner of the whole list: it writes exactly
+``policies``, reads back every policy the entity has, and clears them on destroy. With
+``exclusive = false`` it only adds its own policies to whatever else the entity has, reads back
+only those of its own the entity still has, and removes only its own on destroy, so several such
+resources can share one entity.
+
+Every write is a read-modify-write of the entity carrying the version it read, retried when another
+writer got there first, so concurrent applies never lose each other's policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+from agentceiling.tfprovider.client import ApiError, ControlPlaneClient
+from agentceiling.tfprovider.framework.types import BOOL, STRING, Attribute, Diagnostics, Schema, set_of
+from agentceiling.tfprovider.resources._common import (
+    NAMESPACE_ATTRIBUTE,
+    VaultResource,
+    check_namespace,
+    import_namespace,
+    value_or,
+)
+
+#: Attempts at a read-modify-write that another writer keeps overtaking (ABORTED).
+_ATTEMPTS = 8
+
+SCHEMA = Schema(
+    description="Manages the policies of an identity entity.",
+    attributes=(
+        Attribute("id", STRING, "ID of the entity.", computed=True),
+        NAMESPACE_ATTRIBUTE,
+        Attribute("policies", set_of(STRING), "Policies to be tied to the entity.", required=True),
+        Attribute(
+            "exclusive",
+            BOOL,
+            "Should the resource manage policies exclusively (the entity has exactly `policies`), "
+            "or only add its own to the entity's others.",
+            optional=True,
+            computed=True,
+            default=True,
+        ),
+        Attribute("entity_id", STRING, "ID of the entity.", required=True),
+        Attribute("entity_name", STRING, "Name of the entity.", computed=True),
+    ),
+)
+
+Edit = Callable[[list[str]], list[str]]
+
+
+class IdentityEntityPolicies(VaultResource):
+    type_name = "vault_identity_entity_policies"
+    schema = SCHEMA
+    import_hint = "terraform import vault_identity_entity_policies.<name> <entity id>"
+    service = "IdentityEntities"
+    api_field = "entity"
+
+    def subject(self, values: Mapping[str, Any]) -> str:
+        return f'the policies of identity entity "{values.get("entity_id")}"'
+
+    def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
+        check_namespace(config, diags)
+        entity_id = config.get("entity_id")
+        if isinstance(entity_id, str) and not entity_id.strip():
+            diags.error("Invalid entity_id", "entity_id cannot be empty.", ("entity_id",))
+        policies = config.get("policies")
+        if isinstance(policies, list):
+            for name in policies:
+                if name == "root":
+                    diags.error("Invalid policies", '"root" cannot be attached to an entity.', ("policies",))
+                elif isinstance(name, str) and not name.strip():
+                    diags.error("Invalid policies", "A policy name cannot be empty.", ("policies",))
+
+    # ---------------------------------------------------------------- the entity, read and edited
+
+    def _read(self, cp: ControlPlaneClient, values: Mapping[str, Any], entity_id: str) -> Any:
+        request = cp.pb.ReadEntityRequest(namespace=cp.namespace(values.get("namespace")), id=entity_id)
+        return cp.call(self.service, "Read", request).entity
+
+    def _edit(
+        self,
+        cp: ControlPlaneClient,
+        diags: Diagnostics,
+        values: Mapping[str, Any],
+        entity_id: str,
+        edit: Edit,
+        *,
+        action: str,
+        missing_ok: bool = False,
+    ) -> Any:
+        """Apply ``edit`` to the entity's policies with optimistic concurrency; the entity written,
+        or None (a diagnostic added, unless the entity is gone and ``missing_ok``)."""
+        subject = self.subject(values)
+        for attempt in range(_ATTEMPTS):
+            try:
+                entity = self._read(cp, values, entity_id)
+                wanted = edit(list(entity.policies))
+                if sorted(wanted) == sorted(entity.policies):
+                    return entity  # nothing to write
+                changed = cp.pb.IdentityEntity()
+                changed.CopyFrom(entity)
+                del changed.policies[:]
+                changed.policies.extend(wanted)
+                request = cp.pb.UpdateEntityRequest(entity=changed, expected_version=entity.version)
+                return cp.call(self.service, "Update", request).entity
+            except ApiError as err:
+                if err.not_found and missing_ok:
+                    return None
+                if err.code == grpc.StatusCode.ABORTED and attempt + 1 < _ATTEMPTS:
+                    continue  # another writer changed the entity since we read it: read again
+                if err.not_found:
+                    diags.error(
+                        f"Unable to {action.capitalize()} Resource",
+                        f'Identity entity "{entity_id}" does not exist in the control plane.',
+                        ("entity_id",),
+                    )
+                    return None
+                cp.add_error(
+                    diags, err, action=action, subject=subject, attributes=self.attribute_names(), renames=self.renames
+                )
+                return None
+        return None  # unreachable: the last attempt returns or reports
+
+    def _state(self, entity: Any, values: Mapping[str, Any], exclusive: bool) -> dict[str, Any]:
+        mine = value_or(values.get("policies"), []) or []
+        have = set(entity.policies)
+        return {
+            "id": entity.id,
+            "namespace": values.get("namespace"),
+            "policies": sorted(have) if exclusive else sorted(p for p in set(mine) if p in have),
+            "exclusive": exclusive,
+            "entity_id": entity.id,
+            "entity_name": entity.name,
+        }
+
+    # ---------------------------------------------------------------- CRUD
+
+    def _write(
+        self, client: Any, prior: dict[str, Any] | None, planned: dict[str, Any], diags: Diagnostics, action: str
+    ) -> dict[str, Any] | None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return None
+        exclusive = bool(value_or(planned.get("exclusive"), True))
+        wanted = list(dict.fromkeys(value_or(planned.get("policies"), []) or []))
+        dropped: set[str] = set()
+        if prior is not None and prior.get("entity_id") == planned.get("entity_id"):
+            dropped = set(prior.get("policies") or ()) - set(wanted)
+
+        def edit(current: list[str]) -> list[str]:
+            if exclusive:
+                return sorted(wanted)
+            kept = [p for p in current if p not in dropped]
+            return kept + [p for p in wanted if p not in kept]
+
+        entity = self._edit(cp, diags, planned, str(planned["entity_id"]), edit, action=action)
+        return None if entity is None else self._state(entity, planned, exclusive)
+
+    def create(self, client: Any, planned: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
+        return self._write(client, None, planned, diags, "create")
+
+    def update(
+        self, client: Any, prior: dict[str, Any], planned: dict[str, Any], diags: Diagnostics
+    ) -> dict[str, Any] | None:
+        return self._write(client, prior, planned, diags, "update")
+
+    def read(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return state
+        entity_id = state.get("entity_id") or state.get("id") or ""
+        if not entity_id:
+            return None
+        try:
+            entity = self._read(cp, state, entity_id)
+        except ApiError as err:
+            if err.not_found:
+                return None  # the entity is gone: so are its policies
+            cp.add_error(diags, err, action="read", subject=self.subject(state))
+            return state
+        return self._state(entity, state, bool(value_or(state.get("exclusive"), True)))
+
+    def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
+        cp = self.client(client, diags)
+        if cp is None:
+            return
+        exclusive = bool(value_or(state.get("exclusive"), True))
+        mine = set(state.get("policies") or ())
+
+        def edit(current: list[str]) -> list[str]:
+            return [] if exclusive else [p for p in current if p not in mine]
+
+        entity_id = str(state.get("entity_id") or state.get("id"))
+        self._edit(cp, diags, state, entity_id, edit, action="delete", missing_ok=True)
+
+    def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
+        if not import_id.strip():
+            diags.error("Invalid import ID", f"Import by the entity's id, e.g. `{self.import_hint}`.")
+            return None
+        return self.empty_state(id=import_id, entity_id=import_id, exclusive=True, namespace=import_namespace())
