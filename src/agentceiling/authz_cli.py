@@ -5,10 +5,42 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+#: Longest --timeout accepted (an hour): gRPC deadlines and sleeps need a finite, sane number.
+MAX_TIMEOUT = 3600.0
+
+
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds, at most :data:`MAX_TIMEOUT` (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0 and at most {MAX_TIMEOUT:g}")
+    return value
+
+
+def file_path(text: str) -> Path:
+    """A path to a file: not empty (``Path("")`` would silently be the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path: give a file")
+    return Path(text)
+
+
+def client_address(text: str) -> str:
+    """HOST:PORT of a server to dial, the port in 1-65535 (argparse type)."""
+    from agentceiling.addresses import address_problem
+
+    problem = address_problem(text, listen=False)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text.strip()
 
 
 def _default_data_dir() -> Path:
@@ -21,18 +53,19 @@ def add_cli_arguments(sub: Any) -> None:
         help="ask the authorization endpoint for a decision; exit 0 if allowed, 1 if refused",
         description="Prints the decision as JSON. Exit status: 0 allowed, 1 refused, 2 error.",
     )
-    p.add_argument("--token-file", type=Path, required=True, help="file holding the agent's JWT ('-' for stdin)")
+    p.add_argument("--token-file", type=file_path, required=True, help="file holding the agent's JWT ('-' for stdin)")
     p.add_argument("--path", default="", help="request path, e.g. secret/data/ci/app (empty: check the token only)")
     p.add_argument("--operation", default="", help="read, create, update, patch, delete, list, sudo, ...")
     p.add_argument("--namespace", default="root")
     p.add_argument("--parameters", default="", help="request parameters as a JSON object")
     p.add_argument(
         "--address",
+        type=client_address,
         default=os.environ.get("AGENTCEILING_AUTHZ_ADDRESS", "127.0.0.1:8251"),
         help="authorization endpoint [AGENTCEILING_AUTHZ_ADDRESS]",
     )
-    p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle: connect with TLS")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--ca-cert", type=file_path, default=None, help="CA bundle: connect with TLS")
+    p.add_argument("--timeout", type=seconds, default=10.0, help=f"seconds (at most {MAX_TIMEOUT:g})")
     p.set_defaults(handler=_authorize)
 
     audit = sub.add_parser("audit", help="inspect the audit log")
@@ -63,7 +96,12 @@ def add_cli_arguments(sub: Any) -> None:
                 "from the end or a rewritten chain; repeatable",
             )
         if name == "rotate":
-            a.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a running server")
+            a.add_argument(
+                "--timeout",
+                type=seconds,
+                default=10.0,
+                help=f"seconds to wait for a running server (at most {MAX_TIMEOUT:g})",
+            )
         if name == "tail":
             a.add_argument("-n", type=int, default=20, help="how many records")
             a.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
@@ -87,24 +125,49 @@ def _authorize(args: argparse.Namespace) -> int:
     from agentceiling._gen.agentceiling.v1 import authorization_pb2 as pb
     from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
 
+    shown = "- (stdin)" if str(args.token_file) == "-" else str(args.token_file)
     try:
-        raw = sys.stdin.read() if str(args.token_file) == "-" else args.token_file.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"agentceiling: cannot read the token file {args.token_file}: {exc}", file=sys.stderr)
+        raw = sys.stdin.buffer.read() if str(args.token_file) == "-" else args.token_file.read_bytes()
+    except OSError as exc:
+        print(f"agentceiling: cannot read the token file {shown}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    token = raw.strip()
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        print(f"agentceiling: --token-file {shown}: not a token (not UTF-8 text)", file=sys.stderr)
+        return 2
+    for flag, value in (("--path", args.path), ("--operation", args.operation), ("--namespace", args.namespace)):
+        if not _is_utf8(value):
+            print(f"agentceiling: {flag} is not valid UTF-8 text", file=sys.stderr)
+            return 2
     request = pb.AuthorizeRequest(token=token, namespace=args.namespace, path=args.path, operation=args.operation)
     if args.parameters:
+        if not _is_utf8(args.parameters):
+            print("agentceiling: --parameters is not valid UTF-8 text", file=sys.stderr)
+            return 2
         try:
             params = json.loads(args.parameters)
         except json.JSONDecodeError as exc:
             print(f"agentceiling: --parameters is not valid JSON: {exc}", file=sys.stderr)
             return 2
+        except RecursionError:
+            print("agentceiling: --parameters is nested too deeply", file=sys.stderr)
+            return 2
         if not isinstance(params, dict):
             print("agentceiling: --parameters must be a JSON object", file=sys.stderr)
             return 2
         s = struct_pb2.Struct()
-        s.update(params)
+        try:
+            s.update(params)
+        except UnicodeEncodeError:
+            print(
+                "agentceiling: --parameters holds text that is not valid Unicode (an unpaired \\uD800-\\uDFFF escape)",
+                file=sys.stderr,
+            )
+            return 2
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            print(f"agentceiling: --parameters cannot be sent: {exc}", file=sys.stderr)
+            return 2
         request.parameters.CopyFrom(s)
     if args.ca_cert:
         try:
@@ -135,6 +198,16 @@ def _authorize(args: argparse.Namespace) -> int:
     return 0 if resp.allowed else 1
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (command-line bytes that were not UTF-8 arrive as lone
+    surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _rotate(path: Path, timeout: float) -> int:
     """Rotate the audit log at ``path``: through the server that holds it open (SIGHUP to the pid in
     its lock file), or directly when no process holds it."""
@@ -146,23 +219,28 @@ def _rotate(path: Path, timeout: float) -> int:
 
     lock_path = audit_log.lock_path(path)
     before = audit_log.segment_paths(path)
+    held_by_server, owner = False, ""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Not created here: no lock file means no server holds the log (a server creates it), and
+        # a file that turns out not to be an audit log must be left as it was found.
+        fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = -1
     except OSError as exc:
         print(f"agentceiling: cannot open {lock_path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    try:
+    if fd >= 0:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held_by_server = False
-        except BlockingIOError:
-            held_by_server = True
-        if held_by_server:
-            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held_by_server = True
+            if held_by_server:
+                owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
     if not path.exists() or path.stat().st_size == 0:
         print(f"nothing to rotate: {path} holds no records")
         return 0
@@ -170,6 +248,12 @@ def _rotate(path: Path, timeout: float) -> int:
         try:
             with audit_log.AuditLog.open(path) as alog:
                 alog.request_rotation()
+        except audit_log.AuditLogCorrupt as exc:
+            print(
+                f"agentceiling: cannot rotate {path}: {exc}; check it with `agentceiling audit verify --file {path}`",
+                file=sys.stderr,
+            )
+            return 2
         except (audit_log.AuditLogError, OSError) as exc:
             print(f"agentceiling: cannot rotate {path}: {exc}", file=sys.stderr)
             return 2

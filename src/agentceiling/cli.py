@@ -9,8 +9,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentceiling import __version__, authz_cli
+
+if TYPE_CHECKING:
+    from agentceiling.store.db import Database
 
 
 def _env(name: str, default: str = "") -> str:
@@ -37,6 +41,18 @@ def byte_size(text: str) -> int:
     return value
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(text: str) -> str:
+    """One of Python's logging levels, any case (``WARN`` too)."""
+    level = text.strip().upper()
+    level = "WARNING" if level == "WARN" else level
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid level {text!r} (choose from {', '.join(_LOG_LEVELS)})")
+    return level
+
+
 def _add_db_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]")
     p.add_argument(
@@ -50,7 +66,12 @@ def _add_db_args(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentceiling", description="Per-request authorization for AI agents.")
     parser.add_argument("--version", action="version", version=f"agentceiling {__version__}")
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[AGENTCEILING_LOG_LEVEL]")
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        default=_env("LOG_LEVEL", "INFO"),
+        help=f"{', '.join(_LOG_LEVELS)} [AGENTCEILING_LOG_LEVEL]",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the control plane and the authorization endpoint")
@@ -65,8 +86,15 @@ def _parser() -> argparse.ArgumentParser:
         "--role", choices=("all", "control", "authz"), default=_env("ROLE", "all"), help="[AGENTCEILING_ROLE]"
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database on start")
-    serve.add_argument("--tls-cert", type=Path, default=_env("TLS_CERT") or None, help="[AGENTCEILING_TLS_CERT]")
-    serve.add_argument("--tls-key", type=Path, default=_env("TLS_KEY") or None, help="[AGENTCEILING_TLS_KEY]")
+    serve.add_argument(
+        "--tls-cert", type=authz_cli.file_path, default=_env("TLS_CERT") or None, help="[AGENTCEILING_TLS_CERT]"
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=authz_cli.file_path,
+        default=_env("TLS_KEY") or None,
+        help="unencrypted PEM private key [AGENTCEILING_TLS_KEY]",
+    )
     serve.add_argument(
         "--audit-rotate-bytes",
         type=byte_size,
@@ -82,7 +110,12 @@ def _parser() -> argparse.ArgumentParser:
         _add_db_args(db_sub.add_parser(name, help=text))
 
     status = sub.add_parser("status", help="ask a running control plane for its status")
-    status.add_argument("--address", default=_env("ADDRESS", "127.0.0.1:8250"))
+    status.add_argument(
+        "--address",
+        type=authz_cli.client_address,
+        default=_env("ADDRESS", "127.0.0.1:8250"),
+        help="[AGENTCEILING_ADDRESS]",
+    )
     status.add_argument("--data-dir", type=Path, default=default_data_dir())
 
     try:
@@ -146,21 +179,67 @@ def _db(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from agentceiling.store import migrate
-    from agentceiling.store.db import Database, sqlite_url
+    from agentceiling.store.db import Database, DatabaseURLError, sqlite_url
 
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    url = args.database_url or sqlite_url(args.data_dir)
-    db = Database(url)
+    data_dir: Path = args.data_dir
+    if args.database_url:
+        url = args.database_url
+    else:
+        url = sqlite_url(data_dir)
+        problem = _data_dir_problem(data_dir, create=args.db_command == "upgrade")
+        if problem:
+            print(f"agentceiling: {problem}", file=sys.stderr)
+            return 2
     try:
+        db = Database(url)
+    except DatabaseURLError as exc:
+        print(f"agentceiling: --database-url: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.db_command == "current":
+            missing = _missing_sqlite_file(db)
+            if missing is not None:
+                where = "--data-dir" if not args.database_url else "--database-url"
+                print(
+                    f"agentceiling: no database at {missing} ({where}): check the path, or create it with "
+                    "`agentceiling db upgrade`",
+                    file=sys.stderr,
+                )
+                return 2
         if args.db_command == "upgrade":
             migrate.upgrade(db)
         print(migrate.current(db) or "(empty)")
+    except migrate.UnknownRevision as exc:
+        print(f"agentceiling: {exc}", file=sys.stderr)
+        return 2
     except SQLAlchemyError as exc:
         print(_database_error(url, exc), file=sys.stderr)
         return 2
     finally:
         db.dispose()
     return 0
+
+
+def _data_dir_problem(data_dir: Path, *, create: bool) -> str | None:
+    """Why ``--data-dir`` cannot hold the SQLite database (None: it can; created if ``create``)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        return f"--data-dir {data_dir} is not a directory"
+    if create:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            return f"--data-dir {data_dir}: cannot create it: {exc.strerror or exc}"
+    return None
+
+
+def _missing_sqlite_file(db: Database) -> str | None:
+    """The path of a SQLite database file that does not exist (connecting would create it)."""
+    if db.dialect != "sqlite":
+        return None
+    name = db.url.database or ""
+    if not name or name == ":memory:" or name.startswith("file:") or db.url.query.get("mode") == "memory":
+        return None
+    return None if Path(name).exists() else name
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -173,7 +252,7 @@ def _status(args: argparse.Namespace) -> int:
     if not token:
         token_file = args.data_dir / "admin-token"
         try:
-            token = token_file.read_text().strip()
+            token = token_file.read_bytes().decode("utf-8").strip()
         except OSError as exc:
             print(
                 f"agentceiling: no admin token: set VAULT_TOKEN, or point --data-dir at the server's data "
@@ -181,6 +260,15 @@ def _status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        except UnicodeDecodeError:
+            print(f"agentceiling: {token_file} is not an admin token (not UTF-8 text)", file=sys.stderr)
+            return 2
+        source = str(token_file)
+    else:
+        source = "VAULT_TOKEN"
+    if not token or not token.isascii() or not token.isprintable():
+        print(f"agentceiling: the admin token in {source} is empty or not printable ASCII text", file=sys.stderr)
+        return 2
     with grpc.insecure_channel(args.address) as channel:
         try:
             resp = pbg.SystemStub(channel).Status(
@@ -196,7 +284,7 @@ def _status(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

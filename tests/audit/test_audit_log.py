@@ -248,6 +248,59 @@ def test_torn_only_line_recovers_to_empty(tmp_path: Path) -> None:
     assert records(path)[0]["prev_hash"] == GENESIS_HASH
 
 
+def test_a_complete_last_line_that_is_not_json_is_corruption_not_a_torn_write(tmp_path: Path) -> None:
+    # A crash leaves an incomplete line (or NUL blocks); a whole newline-terminated line of text was
+    # written on purpose: truncating it would destroy data.
+    path = tmp_path / "audit.log"
+    make_log(path, 3)
+    with path.open("ab") as f:
+        f.write(b"an operator's note\n")
+    path.chmod(0o640)
+    before = path.read_bytes()
+    with pytest.raises(AuditLogCorrupt, match=r"line 4 \(offset \d+\) is not a record \(not JSON\)"):
+        AuditLog.open(path)
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"shopping list\n- milk\n", b"no newline at all", b"\n", b"# notes\n" + b"x" * 100_000, b'{"a": 1}\n'],
+)
+def test_a_file_that_is_not_an_audit_log_is_refused_before_anything_changes(tmp_path: Path, content: bytes) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    notes.chmod(0o644)
+    with pytest.raises(AuditLogCorrupt, match=r"notes\.txt.*refusing to open it"):
+        AuditLog.open(notes)
+    assert notes.read_bytes() == content
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no lock file left behind
+
+
+def test_an_incomplete_last_line_that_is_not_the_start_of_a_record_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 2)
+    with path.open("ab") as f:
+        f.write(b"appended by hand")
+    before = path.read_bytes()
+    with pytest.raises(AuditLogCorrupt, match=r"line 3 .*incomplete, and not the start of one"):
+        AuditLog.open(path)
+    assert path.read_bytes() == before
+
+
+def test_a_failed_open_keeps_a_lock_file_that_was_there(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 1)
+    lock = path.with_name("audit.log.lock")
+    assert lock.exists()
+    with path.open("ab") as f:
+        f.write(b"not json\n")
+    with pytest.raises(AuditLogCorrupt):
+        AuditLog.open(path)
+    assert lock.exists()
+
+
 def test_corrupt_last_record_refuses_to_open_and_leaves_file(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     make_log(path, 3)

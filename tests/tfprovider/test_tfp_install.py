@@ -125,6 +125,79 @@ def test_lock_merges_into_an_existing_lock_file(tmp_path: Path) -> None:
         installer.lock(work, tmp_path / "nothing")
 
 
+AWS_BLOCK = (
+    'provider "registry.terraform.io/hashicorp/aws"  {\n'  # two spaces: still a block terraform reads
+    '  version     = "5.0.0"\n'
+    '  constraints = "~> 5.0"\n'
+    "  hashes = [\n"
+    '    "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",\n'
+    '    "zh:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", # a {brace} in a comment\n'
+    "  ]\n"
+    "}\n"
+)
+
+
+def _lock_cli(work: Path, inst: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", "provider", "lock", str(work), "--dir", str(inst)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_lock_keeps_every_other_providers_block_exactly(tmp_path: Path) -> None:
+    inst = installer.install(tmp_path / "inst")
+    work = tmp_path / "work"
+    work.mkdir()
+    random_block = 'provider "registry.terraform.io/hashicorp/random" {\n  version = "3.6.0"\n  hashes = ["h1:x="]\n}\n'
+    (work / ".terraform.lock.hcl").write_text(
+        "# This file is maintained automatically by \"terraform init\".\n\n"
+        + AWS_BLOCK
+        + "\n// a comment between blocks\n"
+        + random_block
+        + '\nprovider "terraform.local/agentceiling/vault" {\n  version = "0.0.1"\n  hashes = ["h1:old="]\n}\n'
+    )
+    proc = _lock_cli(work, inst.dir)
+    assert proc.returncode == 0, proc.stderr
+    text = (work / ".terraform.lock.hcl").read_text()
+    assert AWS_BLOCK in text and random_block in text
+    assert "h1:old=" not in text and inst.h1 in text
+    assert text.index("hashicorp/aws") < text.index("hashicorp/random") < text.index("agentceiling/vault")
+    assert [a for a, _ in installer.parse_lock_blocks(text)] == [
+        "registry.terraform.io/hashicorp/aws",
+        "registry.terraform.io/hashicorp/random",
+        "terraform.local/agentceiling/vault",
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        AWS_BLOCK[:-2],  # the block is not closed
+        AWS_BLOCK + 'provider "registry.terraform.io/hashicorp/aws" {\n  version = "5.1.0"\n}\n',  # twice
+        AWS_BLOCK + "terraform {\n}\n",  # not a provider block
+        AWS_BLOCK.replace('"5.0.0"', '"5.0.0'),  # unterminated string
+        "provider registry.terraform.io/hashicorp/aws {\n}\n",  # unquoted label
+        AWS_BLOCK.encode("utf-16").decode("latin-1"),
+    ],
+)
+def test_lock_refuses_a_lock_file_it_cannot_take_apart_and_leaves_it_unchanged(tmp_path: Path, content: str) -> None:
+    inst = installer.install(tmp_path / "inst")
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / ".terraform.lock.hcl"
+    target.write_bytes(content.encode("latin-1") if "\x00" in content else content.encode())
+    before = target.read_bytes()
+    proc = _lock_cli(work, inst.dir)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Wrote" not in proc.stderr and "Traceback" not in proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("agentceiling provider: ") and str(target) in line and "left unchanged" in line, line
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in work.iterdir()) == [".terraform.lock.hcl"]
+
+
 # ---------------------------------------------------------------------------------------------
 # with terraform
 

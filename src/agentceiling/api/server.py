@@ -16,11 +16,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from agentceiling.addresses import address_problem
 from agentceiling.api import control
 from agentceiling.api.interceptors import AdminTokenInterceptor
 from agentceiling.service.control import ControlPlane
 from agentceiling.store import migrate
-from agentceiling.store.db import Database, sqlite_url
+from agentceiling.store.audit_log import AuditLogCorrupt, AuditLogError, AuditLogLocked
+from agentceiling.store.db import Database, DatabaseURLError, sqlite_url
 
 log = logging.getLogger("agentceiling.server")
 
@@ -52,6 +54,15 @@ class ConfigError(Exception):
     """A configuration problem the operator must fix; reported without a traceback."""
 
 
+def _make_data_dir(data_dir: Path) -> None:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"--data-dir {data_dir} is not a directory")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"--data-dir {data_dir}: cannot create it: {exc.strerror or exc}") from None
+
+
 def _options(cfg: ServerConfig) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -75,13 +86,46 @@ def _server_credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
             pem[flag] = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{flag} {path}: {exc.strerror or exc}") from None
+    encrypted = ConfigError(f"--tls-key {cfg.tls_key} is encrypted (passphrase-protected); give an unencrypted key")
+    if _is_encrypted_key(pem["--tls-key"]):
+        raise encrypted
+
+    def no_passphrase() -> str:  # never prompt on the terminal (OpenSSL's default)
+        raise encrypted
+
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cfg.tls_cert, cfg.tls_key, password=no_passphrase
+        )
+    except ConfigError:
+        raise
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(
             f"--tls-cert {cfg.tls_cert} / --tls-key {cfg.tls_key}: not a PEM certificate and its private key ({exc})"
         ) from None
     return grpc.ssl_server_credentials([(pem["--tls-key"], pem["--tls-cert"])])
+
+
+def _is_encrypted_key(pem: bytes) -> bool:
+    """Whether a PEM private key needs a passphrase (PKCS#8 ``ENCRYPTED PRIVATE KEY`` or a
+    traditional key with ``Proc-Type: 4,ENCRYPTED``)."""
+    try:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    except ImportError:  # pragma: no cover - cryptography is a dependency
+        return b"ENCRYPTED" in pem
+    try:
+        load_pem_private_key(pem, password=None)
+    except TypeError:  # "Password was not given but private key is encrypted"
+        return True
+    except Exception:  # not a key cryptography reads: ssl reports it below
+        return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
+    return False
+
+
+def _check_address(flag: str, address: str) -> None:
+    problem = address_problem(address, listen=True)
+    if problem:
+        raise ConfigError(f"cannot listen on {address} ({flag}): {problem}")
 
 
 def _bind(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
@@ -133,62 +177,112 @@ class Server:
         self._hangup_handlers: list[Callable[[], None]] = []
 
     def start(self) -> None:
+        """Check the configuration, open the database (migrating it) and the audit log, then
+        listen. Every check that can fail runs before the first listener starts: a
+        :class:`ConfigError` leaves nothing listening."""
         cfg = self.cfg
         if cfg.role not in ("all", "control", "authz"):
             raise ConfigError(f"unknown role {cfg.role!r}: use all, control or authz")
         if bool(cfg.tls_cert) != bool(cfg.tls_key):
             raise ConfigError("--tls-cert and --tls-key must be given together")
+        serve_control = cfg.role in ("all", "control")
+        serve_authz = cfg.role in ("all", "authz") and self._authz_factory is not None
+        if serve_control:
+            _check_address("--listen", cfg.listen)
+        if serve_authz:
+            _check_address("--authz-listen", cfg.authz_listen)
         creds = _server_credentials(cfg)
-        cfg.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = Database(cfg.url)
-        if cfg.migrate:
-            migrate.upgrade(self.db)
-        elif migrate.current(self.db) != migrate.head():
-            current = migrate.current(self.db)
-            state = f"is at revision {current}" if current else "has no schema yet"
-            raise ConfigError(
-                f"the database {state}, not {migrate.head()}: "
-                "run `agentceiling db upgrade` first (or start without --no-migrate)"
-            )
+        try:
+            db = Database(cfg.url)  # connects (and creates a SQLite file) only once used
+        except DatabaseURLError as exc:
+            raise ConfigError(f"--database-url: {exc}") from None
+        self.db = db
+        _make_data_dir(cfg.data_dir)
+        try:
+            if cfg.migrate:
+                migrate.upgrade(self.db)
+            else:
+                current = migrate.check_known(self.db)
+                if current != migrate.head():
+                    state = f"is at revision {current}" if current else "has no schema yet"
+                    raise ConfigError(
+                        f"the database {state}, not {migrate.head()}: "
+                        "run `agentceiling db upgrade` first (or start without --no-migrate)"
+                    )
+        except migrate.UnknownRevision as exc:
+            raise ConfigError(str(exc)) from None
         self.control_plane = ControlPlane(self.db)
-        if cfg.role in ("all", "control"):
-            token_file = cfg.data_dir / "admin-token"
-            if self.control_plane.ensure_admin_token(token_file):
-                log.info("created the first admin token in %s", token_file)
-            server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="control"),
-                interceptors=[AdminTokenInterceptor(self.control_plane.check_admin_token)],
-                options=_options(cfg),
-                maximum_concurrent_rpcs=cfg.workers * 8,
-            )
-            services = control.register(server, self.control_plane)
-            self.ports["control"] = _bind(server, cfg.listen, creds)
-            hs = _add_health_and_reflection(server, services)
-            server.start()
-            self._servers.append((server, hs, ["", *services]))
-            log.info("control plane listening on %s (database %s)", cfg.listen, self.db.display_url)
-        if cfg.role in ("all", "authz") and self._authz_factory is not None:
-            register, close = self._authz_factory(self.db, cfg)
+        register_authz = None
+        if serve_authz:
+            assert self._authz_factory is not None
+            try:
+                register_authz, close = self._authz_factory(self.db, cfg)
+            except AuditLogLocked as exc:
+                raise ConfigError(
+                    f"{exc}: another agentceiling server is using the data directory {cfg.data_dir}"
+                ) from None
+            except AuditLogCorrupt as exc:
+                raise ConfigError(
+                    f"{exc}; find the damage with `agentceiling audit verify --data-dir {cfg.data_dir}`"
+                ) from None
+            except (AuditLogError, OSError) as exc:
+                raise ConfigError(f"cannot open the audit log in {cfg.data_dir}: {exc}") from None
             self._closers.append(close)
-            server = grpc.server(
-                futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz"),
-                options=_options(cfg),
-                maximum_concurrent_rpcs=cfg.workers * 16,
-            )
-            holder: list[tuple[health.HealthServicer, list[str]]] = []
+        pending: list[tuple[grpc.Server, health.HealthServicer, list[str], str]] = []
+        try:
+            if serve_control:
+                token_file = cfg.data_dir / "admin-token"
+                try:
+                    created = self.control_plane.ensure_admin_token(token_file)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot write the admin token {exc.filename or token_file}: {exc.strerror or exc}"
+                    ) from None
+                if created:
+                    log.info("created the first admin token in %s", token_file)
+                server = grpc.server(
+                    futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="control"),
+                    interceptors=[AdminTokenInterceptor(self.control_plane.check_admin_token)],
+                    options=_options(cfg),
+                    maximum_concurrent_rpcs=cfg.workers * 8,
+                )
+                services = control.register(server, self.control_plane)
+                self.ports["control"] = _bind(server, cfg.listen, creds)
+                hs = _add_health_and_reflection(server, services)
+                pending.append(
+                    (
+                        server,
+                        hs,
+                        ["", *services],
+                        f"control plane listening on {cfg.listen} (database {self.db.display_url})",
+                    )
+                )
+            if register_authz is not None:
+                server = grpc.server(
+                    futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz"),
+                    options=_options(cfg),
+                    maximum_concurrent_rpcs=cfg.workers * 16,
+                )
+                holder: list[tuple[health.HealthServicer, list[str]]] = []
 
-            def mark_unhealthy() -> None:
-                for servicer, names in holder:
-                    for name in names:
-                        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+                def mark_unhealthy() -> None:
+                    for servicer, names in holder:
+                        for name in names:
+                            servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-            services = register(server, mark_unhealthy, self._hangup_handlers.append)
-            self.ports["authz"] = _bind(server, cfg.authz_listen, creds)
-            hs = _add_health_and_reflection(server, services)
-            holder.append((hs, ["", *services]))
+                services = register_authz(server, mark_unhealthy, self._hangup_handlers.append)
+                self.ports["authz"] = _bind(server, cfg.authz_listen, creds)
+                hs = _add_health_and_reflection(server, services)
+                holder.append((hs, ["", *services]))
+                pending.append((server, hs, ["", *services], f"authorization endpoint listening on {cfg.authz_listen}"))
+        except BaseException:
+            for server, _hs, _names, _msg in pending:
+                server.stop(None)
+            raise
+        for server, hs, names, message in pending:
             server.start()
-            self._servers.append((server, hs, ["", *services]))
-            log.info("authorization endpoint listening on %s", cfg.authz_listen)
+            self._servers.append((server, hs, names))
+            log.info("%s", message)
 
     def _serving(self) -> None:
         for _, hs, names in self._servers:

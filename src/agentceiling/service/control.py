@@ -145,7 +145,16 @@ class ControlPlane:
                 return None
             token = "acs." + secrets.token_urlsafe(32)
             repo.insert_admin_token(conn, str(uuid.uuid4()), _sha256(token), self.clock())
-            _write_secret(token_file, token)
+            try:
+                _write_secret(token_file, token)
+            except OSError as exc:
+                # The transaction rolls back: remove the token's temporary file too (no copy of a
+                # secret that was never committed), and name the file the operator must fix.
+                import contextlib
+
+                with contextlib.suppress(OSError):
+                    token_file.with_name(token_file.name + ".tmp").unlink(missing_ok=True)
+                raise OSError(exc.errno, exc.strerror or str(exc), str(token_file)) from None
             return token
 
         return self._write(create)

@@ -318,8 +318,28 @@ def _first_seq(fd: int, end: int, path: Path) -> int:
         rec = None
     seq = rec.get("seq") if isinstance(rec, dict) else None
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise AuditLogCorrupt(f"audit log {path}: the first line is not a record; refusing to open; run verify")
+        raise AuditLogCorrupt(f"audit log {path}: the first line is not a record; refusing to open it")
     return seq
+
+
+#: Every record line starts with this (its keys sort with "decision" first).
+_LINE_START: Final = b'{"decision":'
+
+
+def _looks_torn(fragment: bytes) -> bool:
+    """Whether ``fragment`` (the start of an incomplete last line) can be what a crash left of an
+    append: the beginning of a record, or NUL bytes of blocks that were never written."""
+    return b"\0" in fragment or fragment.startswith(_LINE_START) or _LINE_START.startswith(fragment)
+
+
+def _line_number(fd: int, offset: int) -> int:
+    """1-based number of the line that starts at ``offset``."""
+    count, pos = 1, 0
+    while pos < offset:
+        chunk = _pread_exact(fd, min(_CHUNK, offset - pos), pos)
+        count += chunk.count(b"\n")
+        pos += len(chunk)
+    return count
 
 
 def _record_hash(rec: Mapping[str, Any]) -> str:
@@ -453,10 +473,16 @@ class AuditLog:
         self._fd = -1
 
         self._ensure_dir(self.path.parent)
+        lock_existed = os.path.lexists(self.lock_path)
         self._lock_fd = self._acquire_lock()
         try:
             self._open_file()
         except BaseException:
+            if not lock_existed:
+                # Leave no trace of a failed open (e.g. of a file that is not an audit log). Safe
+                # while we hold the lock: _acquire_lock retries on a lock file that was unlinked.
+                with contextlib.suppress(OSError):
+                    os.unlink(self.lock_path)
             self._release()
             raise
         self._writer = threading.Thread(target=self._run, name="agentceiling-audit-writer", daemon=True)
@@ -545,25 +571,54 @@ class AuditLog:
     def _open_file(self) -> None:
         existed = self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, _FILE_MODE)
-        st = os.fstat(self._fd)
-        self._ident = (st.st_dev, st.st_ino)
-        self._regular = stat.S_ISREG(st.st_mode)
-        if self._regular:
-            if stat.S_IMODE(st.st_mode) != _FILE_MODE:
-                os.fchmod(self._fd, _FILE_MODE)
-            self._recover(st.st_size)
-        # Non-regular files (a FIFO, /dev/null, /dev/full, ...) have no tail to recover: the chain
-        # starts at seq 1.
-        if not existed:
-            _fsync_dir(self.path.parent)
-        if self._regular and self._size == 0:
-            segments = segment_paths(self.path)
-            if segments:
-                self._continue_from(segments[-1])
+        try:
+            st = os.fstat(self._fd)
+            self._ident = (st.st_dev, st.st_ino)
+            self._regular = stat.S_ISREG(st.st_mode)
+            if self._regular:
+                # Read-only checks first: a file that is not an audit log is refused unchanged.
+                end = self._recover(st.st_size)
+                if stat.S_IMODE(st.st_mode) != _FILE_MODE:
+                    os.fchmod(self._fd, _FILE_MODE)
+                if end < st.st_size:
+                    self.recovered_torn_bytes = st.st_size - end
+                    log.warning(
+                        "audit log %s: truncating %d bytes of a torn (unacknowledged) last line",
+                        self.path,
+                        st.st_size - end,
+                    )
+                    os.ftruncate(self._fd, end)
+                    _sync(self._fd)
+            # Non-regular files (a FIFO, /dev/null, /dev/full, ...) have no tail to recover: the
+            # chain starts at seq 1.
+            if not existed:
+                _fsync_dir(self.path.parent)
+            if self._regular and self._size == 0:
+                segments = segment_paths(self.path)
+                if segments:
+                    self._continue_from(segments[-1])
+        except BaseException:
+            if not existed and self._regular:
+                with contextlib.suppress(OSError):
+                    if os.fstat(self._fd).st_size == 0:
+                        os.unlink(self.path)
+            raise
 
-    def _recover(self, size: int) -> None:
+    def _recover(self, size: int) -> int:
+        """Find the chain head from the tail of the file (``size`` bytes) without changing it;
+        returns the end of the records, before a torn last line that the caller truncates.
+
+        A torn write is what a crash leaves after the last record: an incomplete line (no
+        newline) that starts like a record, or a line holding NUL bytes (file blocks a power loss
+        left unwritten; a record never contains one: JSON escapes it). Any other line that is not
+        a valid record is corruption, or the file is not an audit log: :class:`AuditLogCorrupt`."""
         fd = self._fd
         end = _complete_end(fd, size)
+        if end < size and not _looks_torn(_pread_exact(fd, min(size - end, _CHUNK), end)):
+            raise AuditLogCorrupt(
+                f"audit log {self.path}: line {_line_number(fd, end)} (offset {end}) is not a record "
+                "(incomplete, and not the start of one); not an audit log? refusing to open it"
+            )
         seq, last_hash = 0, GENESIS_HASH
         if end > 0:
             start = _rfind_newline(fd, end - 1) + 1
@@ -571,8 +626,13 @@ class AuditLog:
             try:
                 rec = _parse_json_line(line)
             except ValueError:
-                # Newline-terminated but not JSON (e.g. a zero-filled block after a crash): also torn.
-                log.warning("audit log %s: last line at offset %d is not JSON; treating it as torn", self.path, start)
+                if b"\0" not in line:
+                    raise AuditLogCorrupt(
+                        f"audit log {self.path}: line {_line_number(fd, start)} (offset {start}) is not a "
+                        "record (not JSON); not an audit log? refusing to open it"
+                    ) from None
+                # Newline-terminated crash debris (NUL bytes): also torn.
+                log.warning("audit log %s: last line (offset %d) holds NUL bytes: torn", self.path, start)
                 end = start
                 if end > 0:
                     start = _rfind_newline(fd, end - 1) + 1
@@ -581,24 +641,20 @@ class AuditLog:
                         rec = _parse_json_line(line)
                     except ValueError:
                         raise AuditLogCorrupt(
-                            f"audit log {self.path}: the last two lines are not JSON (offset {start}); "
-                            "refusing to open; run verify"
+                            f"audit log {self.path}: the last two lines are not JSON (line "
+                            f"{_line_number(fd, start)}, offset {start}); refusing to open it"
                         ) from None
             if end > 0:
                 problem = _line_problem(rec, line)
                 if problem is not None:
                     raise AuditLogCorrupt(
-                        f"audit log {self.path}: last record (offset {start}) is invalid: {problem}; "
-                        "refusing to open; run verify"
+                        f"audit log {self.path}: last record (line {_line_number(fd, start)}, offset {start}) "
+                        f"is invalid: {problem}; refusing to open it"
                     )
                 seq, last_hash = rec["seq"], rec["hash"]
                 self._first_seq = _first_seq(fd, end, self.path)
-        if end < size:
-            self.recovered_torn_bytes = size - end
-            log.warning("audit log %s: truncating %d bytes of a torn (unacknowledged) last line", self.path, size - end)
-            os.ftruncate(fd, end)
-            _sync(fd)
         self._seq, self._hash, self._size = seq, last_hash, end
+        return end
 
     def _continue_from(self, segment: Path) -> None:
         """The active file is empty but rotated segments exist (a crash between a rotation's rename
@@ -608,7 +664,7 @@ class AuditLog:
         try:
             size = os.fstat(fd).st_size
             if size == 0 or _complete_end(fd, size) != size:
-                raise AuditLogCorrupt(f"audit log segment {segment} is empty or torn; refusing to open; run verify")
+                raise AuditLogCorrupt(f"audit log segment {segment} is empty or torn; refusing to open the log")
             start = _rfind_newline(fd, size - 1) + 1
             line = _pread_exact(fd, size - start, start)
             first = _first_seq(fd, size, segment)
@@ -621,7 +677,7 @@ class AuditLog:
         problem = _line_problem(rec, line)
         if problem is not None:
             raise AuditLogCorrupt(
-                f"audit log segment {segment}: last record is invalid: {problem}; refusing to open; run verify"
+                f"audit log segment {segment}: last record is invalid: {problem}; refusing to open the log"
             )
         assert isinstance(rec, dict)
         log.warning(

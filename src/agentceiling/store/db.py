@@ -25,6 +25,15 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'agentceiling.db'}"
 
 
+class DatabaseURLError(ValueError):
+    """A database URL that cannot be used: unparsable, an unsupported database, a driver that is
+    not installed. The message is for a human and holds no password."""
+
+
+#: SQLAlchemy's asyncio drivers: the service uses synchronous engines.
+_ASYNC_DRIVERS = frozenset({"asyncpg", "aiosqlite", "psycopg_async", "pysqlite_async"})
+
+
 class Database:
     """An engine plus the transaction discipline the service relies on.
 
@@ -33,10 +42,21 @@ class Database:
     PostgreSQL serialization failures and deadlocks) are retried with a fresh transaction."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
-        self.url = sa.make_url(url)
+        try:
+            self.url = sa.make_url(url)
+        except sa.exc.ArgumentError:
+            raise DatabaseURLError(
+                "not a database URL (e.g. postgresql+psycopg://user@host/db or sqlite:////path/agentceiling.db)"
+            ) from None
         self.dialect = self.url.get_backend_name()
+        shown = self.url.render_as_string(hide_password=True)
         if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database {self.url.render_as_string(hide_password=True)}")
+            raise DatabaseURLError(f"unsupported database {shown}: use postgresql+psycopg:// or sqlite://")
+        if self.url.get_driver_name() in _ASYNC_DRIVERS:
+            raise DatabaseURLError(
+                f"{shown}: the asynchronous driver {self.url.get_driver_name()} is not supported; "
+                "use postgresql+psycopg://"
+            )
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -47,7 +67,15 @@ class Database:
             kwargs["max_overflow"] = 10
             kwargs["pool_pre_ping"] = True
             kwargs["connect_args"] = {"connect_timeout": 10}
-        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        try:
+            self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        except ImportError as exc:  # the DBAPI module of the URL's driver
+            raise DatabaseURLError(
+                f"{shown}: its driver {exc.name or self.url.get_driver_name()} is not installed "
+                "(for PostgreSQL use postgresql+psycopg://, which agentceiling installs)"
+            ) from None
+        except sa.exc.ArgumentError as exc:  # e.g. an unknown driver name (NoSuchModuleError)
+            raise DatabaseURLError(f"{shown}: {exc}") from None
         if self.dialect == "sqlite":
             _install_sqlite_hooks(self.engine)
 

@@ -28,7 +28,36 @@ def _config(db: Database) -> Config:
     return cfg
 
 
+class UnknownRevision(Exception):
+    """The database is at a schema revision this agentceiling does not know: a newer agentceiling
+    migrated it. Upgrading or serving it would be guesswork, so both refuse."""
+
+    def __init__(self, revision: str) -> None:
+        from agentceiling import __version__
+
+        self.revision = revision
+        super().__init__(
+            f"the database is at schema revision {revision}, which this agentceiling ({__version__}, newest "
+            f"revision {head()}) does not know: a newer agentceiling migrated it; run that version instead"
+        )
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is (exactly) one of this agentceiling's migrations."""
+    return any(s.revision == revision for s in ScriptDirectory(str(migrations_dir())).walk_revisions())
+
+
+def check_known(db: Database) -> str | None:
+    """The database's revision (None: no schema yet); :class:`UnknownRevision` if a newer
+    agentceiling wrote it."""
+    rev = current(db)
+    if rev is not None and not is_known(rev):
+        raise UnknownRevision(rev)
+    return rev
+
+
 def upgrade(db: Database, revision: str = "head") -> None:
+    check_known(db)
     cfg = _config(db)
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -254,7 +254,7 @@ def _hcl_string(s: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # Lock files
 
-_BLOCK = re.compile(r'^provider "([^"]+)" \{\n.*?^\}\n?', re.M | re.S)
+_PROVIDER_HEAD = re.compile(r'provider[ \t]+"((?:[^"\\\n]|\\.)*)"[ \t]*\{')
 _LOCK_HEADER = "".join(
     (
         '# This file is maintained automatically by "terraform init".\n',
@@ -273,13 +273,97 @@ def _lock_block(address: str, version: str, hashes: list[str]) -> str:
     return f'provider "{address}" {{\n  version = "{version}"\n  hashes = [\n{lines}  ]\n}}\n'
 
 
+class LockFileError(InstallError):
+    """A lock file this module cannot take apart block by block; it is left unchanged."""
+
+
+def parse_lock_blocks(text: str) -> list[tuple[str, str]]:
+    """The ``provider "ADDRESS" { ... }`` blocks of a lock file, as (address, the block's exact
+    text), in file order. Comments and blank lines between blocks are skipped; anything else, an
+    unbalanced block or the same address twice raises :class:`LockFileError` (so that a merge
+    never drops what it did not understand)."""
+    blocks: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n\ufeff":
+            i += 1
+        elif c == "#" or text.startswith("//", i):
+            i = _end_of_line(text, i)
+        elif text.startswith("/*", i):
+            close = text.find("*/", i + 2)
+            if close < 0:
+                raise LockFileError(f"line {_line_of(text, i)}: unterminated /* comment")
+            i = close + 2
+        else:
+            m = _PROVIDER_HEAD.match(text, i)
+            if m is None:
+                snippet = text[i:_end_of_line(text, i)].strip()
+                raise LockFileError(f"line {_line_of(text, i)}: not a provider block: {snippet[:60]!r}")
+            address = m.group(1)
+            end = _end_of_block(text, m.end(), i)
+            key = address.lower()
+            if key in seen:
+                raise LockFileError(f"line {_line_of(text, i)}: provider {address!r} appears twice")
+            seen.add(key)
+            blocks.append((address, text[i:end].rstrip() + "\n"))
+            i = end
+    return blocks
+
+
+def _end_of_line(text: str, i: int) -> int:
+    nl = text.find("\n", i)
+    return len(text) if nl < 0 else nl + 1
+
+
+def _line_of(text: str, i: int) -> int:
+    return text.count("\n", 0, i) + 1
+
+
+def _end_of_block(text: str, i: int, start: int) -> int:
+    """Offset just after the ``}`` that closes the block whose ``{`` ends at ``i``."""
+    depth = 1
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\n":
+                    break
+                i += 2 if text[i] == "\\" else 1
+            if i >= n or text[i] != '"':
+                raise LockFileError(f"line {_line_of(text, i)}: unterminated string")
+            i += 1
+        elif c == "#" or text.startswith("//", i):
+            i = _end_of_line(text, i)
+        elif text.startswith("/*", i):
+            close = text.find("*/", i + 2)
+            if close < 0:
+                raise LockFileError(f"line {_line_of(text, i)}: unterminated /* comment")
+            i = close + 2
+        elif text.startswith("<<", i):
+            raise LockFileError(f"line {_line_of(text, i)}: heredoc strings are not supported in a lock file")
+        else:
+            if c in "{[(":
+                depth += 1
+            elif c in "}])":
+                depth -= 1
+                if depth == 0:
+                    return i + 1
+            i += 1
+    raise LockFileError(f"line {_line_of(text, start)}: the block is not closed (missing }})")
+
+
 def merge_lock(existing: str, ours: str) -> str:
-    """Replace or add our provider blocks in an existing lock file, keeping every other block,
-    ordered by address as terraform writes them."""
-    blocks = {m.group(1): m.group(0).rstrip("\n") + "\n" for m in _BLOCK.finditer(existing)}
-    for m in _BLOCK.finditer(ours):
-        blocks[m.group(1)] = m.group(0).rstrip("\n") + "\n"
-    return _LOCK_HEADER + "".join("\n" + blocks[k] for k in sorted(blocks))
+    """Replace or add our provider blocks in an existing lock file, keeping every other block
+    exactly as it was, ordered by address as terraform writes them. :class:`LockFileError` if
+    ``existing`` cannot be taken apart safely."""
+    blocks = {address.lower(): (address, text) for address, text in parse_lock_blocks(existing)}
+    for address, text in parse_lock_blocks(ours):
+        blocks[address.lower()] = (address, text)
+    return _LOCK_HEADER + "".join("\n" + blocks[k][1] for k in sorted(blocks))
 
 
 def lock(workdir: Path | str = ".", dir: Path | str | None = None) -> Path:
@@ -293,10 +377,37 @@ def lock(workdir: Path | str = ".", dir: Path | str | None = None) -> Path:
     if not target_dir.is_dir():
         raise InstallError(f"{target_dir} is not a directory")
     target = target_dir / LOCK_FILE
-    ours = source.read_text()
-    text = merge_lock(target.read_text(), ours) if target.is_file() else ours
-    _write_atomic(target, text.encode(), 0o644)
+    ours = _read_lock(source)
+    try:
+        parse_lock_blocks(ours)
+    except LockFileError as exc:
+        raise InstallError(f"{source}: {exc}; run `agentceiling provider install` again") from None
+    if target.exists() or target.is_symlink():
+        if not target.is_file():
+            raise InstallError(f"{target} is not a regular file; not changing it")
+        try:
+            text = merge_lock(_read_lock(target), ours)
+        except LockFileError as exc:
+            raise InstallError(
+                f"cannot update {target}: {exc}; it was left unchanged (fix it, or remove it and run "
+                "`terraform init` again)"
+            ) from None
+    else:
+        text = ours
+    try:
+        _write_atomic(target, text.encode(), 0o644)
+    except OSError as exc:
+        raise InstallError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target
+
+
+def _read_lock(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise InstallError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InstallError(f"{path} is not a lock file (not UTF-8 text); it was left unchanged") from None
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

@@ -1,0 +1,140 @@
+"""`agentceiling authorize` and `agentceiling audit rotate` refuse bad input up front: exit 2 with
+one line naming the flag or file (never exit 1, which means "refused"), and `audit rotate` never
+changes a file that is not an audit log."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from authz_support import free_port
+
+from agentceiling.store.audit_log import AuditLog, segment_paths, verify
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO / "src")]))}
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _cli(*args: str | bytes, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    run = subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", *args],
+        capture_output=True,
+        env=ENV,
+        input=stdin if stdin is not None else b"",
+        timeout=60,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        run.args, run.returncode, run.stdout.decode(errors="replace"), run.stderr.decode(errors="replace")
+    )
+
+
+def _error(run: subprocess.CompletedProcess[str]) -> str:
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "Traceback" not in run.stderr + run.stdout and run.stdout == ""
+    return run.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> Path:
+    tok = tmp_path / "token"
+    tok.write_text("eyJhbGciOiJub25lIn0.e30.\n")
+    return tok
+
+
+def _dead() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+# ---------------------------------------------------------------- M5: text that is not UTF-8
+
+
+def test_a_token_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    line = _error(_cli("authorize", "--token-file", "-", "--address", _dead(), stdin=b"\xff"))
+    assert line == "agentceiling: --token-file - (stdin): not a token (not UTF-8 text)"
+    bad = tmp_path / "bad-token"
+    bad.write_bytes(b"eyJ\xff.e30.\n")
+    line = _error(_cli("authorize", "--token-file", str(bad), "--address", _dead()))
+    assert line == f"agentceiling: --token-file {bad}: not a token (not UTF-8 text)"
+
+
+def test_parameters_and_arguments_that_are_not_unicode_are_named(token: Path) -> None:
+    common = ["authorize", "--token-file", str(token), "--address", _dead()]
+    line = _error(_cli(*common, "--parameters", '{"a": "\\ud800"}'))
+    assert line.startswith("agentceiling: --parameters holds text that is not valid Unicode"), line
+    line = _error(_cli(*common, "--parameters", '{"\\udfff": 1}'))
+    assert line.startswith("agentceiling: --parameters holds text that is not valid Unicode"), line
+    line = _error(_cli(*common, "--parameters", "[" * 20_000 + "]" * 20_000))
+    assert line.startswith("agentceiling: --parameters"), line
+    line = _error(_cli(*common, "--path", b"secret/\xff"))
+    assert line == "agentceiling: --path is not valid UTF-8 text"
+    line = _error(_cli(*common, "--parameters", b'{"a": "\xff"}'))
+    assert line == "agentceiling: --parameters is not valid UTF-8 text"
+
+
+# ---------------------------------------------------------------- M8, M1: --timeout and --address
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e308", "-1", "0", "ten", "3601"])
+def test_authorize_refuses_a_timeout_that_is_not_a_sane_number_of_seconds(token: Path, value: str) -> None:
+    line = _error(_cli("authorize", "--token-file", str(token), "--address", _dead(), f"--timeout={value}"))
+    assert "argument --timeout" in line and repr(value) in line, line
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:0", "[::1]:65536"])
+def test_authorize_refuses_an_address_out_of_range(token: Path, address: str) -> None:
+    line = _error(_cli("authorize", "--token-file", str(token), f"--address={address}"))
+    assert "argument --address" in line and "out of range" in line, line
+
+
+# ---------------------------------------------------------------- M7, H8: audit rotate
+
+
+def _make_log(path: Path, n: int = 3) -> None:
+    with AuditLog.open(path) as alog:
+        for i in range(n):
+            alog.append({"allowed": True, "i": i})
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "inf", "0"])
+def test_audit_rotate_refuses_a_bad_timeout_before_rotating(tmp_path: Path, value: str) -> None:
+    log = tmp_path / "audit.log"
+    _make_log(log)
+    line = _error(_cli("audit", "rotate", "--file", str(log), f"--timeout={value}"))
+    assert "argument --timeout" in line, line
+    assert segment_paths(log) == [] and verify(log).records == 3
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"my notes\nsecond line\n",  # complete lines that are not records
+        b"just some text",  # no newline at all
+        b'{"a": 1}\n',  # JSON, not a record
+    ],
+)
+def test_audit_rotate_never_touches_a_file_that_is_not_an_audit_log(tmp_path: Path, content: bytes) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    notes.chmod(0o644)
+    line = _error(_cli("audit", "rotate", "--file", str(notes)))
+    assert line.startswith(f"agentceiling: cannot rotate {notes}: ") and "refusing to open it" in line, line
+    assert notes.read_bytes() == content
+    assert stat.S_IMODE(notes.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no .lock, no segment
+
+
+def test_audit_rotate_still_rotates_a_log_with_a_torn_last_line(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    _make_log(log)
+    with log.open("ab") as f:
+        f.write(b'{"decision":{"allo')  # a crash in the middle of an append
+    run = _cli("audit", "rotate", "--file", str(log))
+    assert run.returncode == 0, run.stderr
+    assert len(segment_paths(log)) == 1 and verify(segment_paths(log)[0]).records == 3
