@@ -333,6 +333,7 @@ def test_namespaces_are_independent(c: Client) -> None:
     # Deleting in one namespace leaves the other alone.
     c.registrations.Delete(pb.DeleteRegistrationRequest(namespace=ns_a, id=a["reg"].id))
     c.policies.Delete(pb.DeletePolicyRequest(namespace=ns_a, name=name))
+    c.aliases.Delete(pb.DeleteAliasRequest(namespace=ns_a, id=a["alias"].id))
     c.profiles.Delete(pb.DeleteProfileRequest(namespace=ns_a, profile_name=name))
     assert c.policies.Read(pb.ReadPolicyRequest(namespace=ns_b, name=name)).policy == b["pol"]
     assert c.profiles.Read(pb.ReadProfileRequest(namespace=ns_b, profile_name=name)).profile == b["prof"]

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import grpc
+
+from agentceiling.api.errors import DB_UNAVAILABLE, database_unavailable
+
+log = logging.getLogger(__name__)
 
 _DENY_MESSAGE = "a valid admin token is required: send `authorization: Bearer <token>` metadata"
 
 
 def _deny(request: Any, context: grpc.ServicerContext) -> Any:
     context.abort(grpc.StatusCode.UNAUTHENTICATED, _DENY_MESSAGE)
+
+
+def _failing(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    return grpc.unary_unary_rpc_method_handler(handler)
 
 
 class AdminTokenInterceptor(grpc.ServerInterceptor):
@@ -33,6 +46,21 @@ class AdminTokenInterceptor(grpc.ServerInterceptor):
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization" and isinstance(value, str):
                 scheme, _, token = value.partition(" ")
-                if scheme.lower() == "bearer" and token and self._check(token.strip()):
+                if scheme.lower() != "bearer" or not token:
+                    continue
+                try:
+                    ok = self._check(token.strip())
+                except Exception as exc:  # a token not in the cache is looked up in the database
+                    # An exception escaping an interceptor reaches the client as UNKNOWN "Error in
+                    # service handler!": answer with a status that says what happened instead.
+                    incident = uuid.uuid4().hex[:12]
+                    if database_unavailable(exc):
+                        log.warning("admin token check: database unavailable (incident %s): %s", incident, exc)
+                        return _failing(grpc.StatusCode.UNAVAILABLE, f"{DB_UNAVAILABLE} (incident {incident})")
+                    log.exception("admin token check failed (incident %s)", incident)
+                    return _failing(
+                        grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
+                    )
+                if ok:
                     return continuation(handler_call_details)
         return self._deny_handler

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -70,16 +71,19 @@ class Page(Generic[T]):
     next_page_token: str
 
 
-def _page_args(page_size: int, page_token: str) -> tuple[int, str]:
+def _page_args(page_size: int, token: str) -> tuple[int, str]:
     if page_size < 0:
         raise InvalidArgument.one("page_size", "page_size cannot be negative")
     size = min(page_size or DEFAULT_PAGE, MAX_PAGE)
     after = ""
-    if page_token:
+    if token:
+        # Only a token this server hands out: canonical base64url of a key that can exist.
         try:
-            after = base64.urlsafe_b64decode(page_token.encode()).decode()
+            after = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise InvalidArgument.one("page_token", "invalid page_token") from None
+        if page_token(after) != token or not after or "\x00" in after or len(after) > validation.NAME_MAX:
+            raise InvalidArgument.one("page_token", "invalid page_token")
     return size, after
 
 
@@ -92,10 +96,13 @@ def _page(items: list[T], size: int, key: Callable[[T], str]) -> Page[T]:
     return Page(items, page_token(key(items[-1])) if len(items) == size else "")
 
 
-def namespace_or_default(namespace: str) -> str:
+def namespace_or_default(namespace: str, *, creating: bool = False) -> str:
     ns = namespace or DEFAULT_NAMESPACE
-    validation.check_namespace(ns)
+    validation.check_namespace(ns, creating=creating)
     return ns
+
+
+shown = validation.shown
 
 
 class ControlPlane:
@@ -150,8 +157,6 @@ class ControlPlane:
             except OSError as exc:
                 # The transaction rolls back: remove the token's temporary file too (no copy of a
                 # secret that was never committed), and name the file the operator must fix.
-                import contextlib
-
                 with contextlib.suppress(OSError):
                     token_file.with_name(token_file.name + ".tmp").unlink(missing_ok=True)
                 raise OSError(exc.errno, exc.strerror or str(exc), str(token_file)) from None
@@ -173,14 +178,14 @@ class ControlPlane:
     # ---------------------------------------------------------------- profiles
 
     def create_profile(self, p: Profile) -> Written[Profile]:
-        p = replace(p, namespace=namespace_or_default(p.namespace))
+        p = replace(p, namespace=namespace_or_default(p.namespace, creating=True))
         warnings = validation.validate_profile(p)
         now = self.clock()
         p = replace(p, config_id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
 
         def tx(conn: Connection) -> int:
             if repo.get_profile(conn, p.namespace, name=p.profile_name):
-                raise AlreadyExists(f'profile "{p.profile_name}" already exists in namespace "{p.namespace}"')
+                raise AlreadyExists(f'profile "{shown(p.profile_name)}" already exists in namespace "{p.namespace}"')
             self._check_issuer_free(conn, p)
             repo.insert_profile(conn, p, normalize_issuer(p.issuer_id))
             return repo.bump_generation(conn)
@@ -190,30 +195,37 @@ class ControlPlane:
     def _check_issuer_free(self, conn: Connection, p: Profile) -> None:
         other = repo.get_profile_by_issuer(conn, p.namespace, normalize_issuer(p.issuer_id))
         if other and other.config_id != p.config_id:
-            raise AlreadyExists(f'duplicate issuer_id "{p.issuer_id}" found in profile "{other.profile_name}"')
+            raise AlreadyExists(
+                f'duplicate issuer_id "{shown(p.issuer_id)}" found in profile "{shown(other.profile_name)}"'
+            )
 
     def read_profile(self, namespace: str, *, name: str = "", config_id: str = "") -> Profile:
         ns = namespace_or_default(namespace)
+        if config_id:
+            validation.check_key("config_id", config_id, validation.ID_MAX)
+        elif name:
+            validation.check_key("profile_name", name)
+        else:
+            raise InvalidArgument.one("profile_name", "profile_name or config_id is required")
         with self.db.read() as conn:
             if config_id:
                 found = repo.get_profile(conn, ns, config_id=config_id)
-            elif name:
-                found = repo.get_profile(conn, ns, name=name)
             else:
-                raise InvalidArgument.one("profile_name", "profile_name or config_id is required")
+                found = repo.get_profile(conn, ns, name=name)
         if found is None:
-            raise NotFound(f'profile "{name or config_id}" not found in namespace "{ns}"')
+            raise NotFound(f'profile "{shown(config_id or name)}" not found in namespace "{ns}"')
         return found
 
     def update_profile(self, p: Profile, expected_version: int = 0) -> Written[Profile]:
         ns = namespace_or_default(p.namespace)
+        validation.check_key("profile_name", p.profile_name)
         holder: list[list[str]] = []
 
         def tx(conn: Connection) -> tuple[Profile, int]:
             prior = repo.get_profile(conn, ns, name=p.profile_name)
             if prior is None:
-                raise NotFound(f'profile "{p.profile_name}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'profile "{p.profile_name}"')
+                raise NotFound(f'profile "{shown(p.profile_name)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'profile "{shown(p.profile_name)}"')
             new = replace(
                 p,
                 namespace=ns,
@@ -224,7 +236,7 @@ class ControlPlane:
             )
             holder[:] = [validation.validate_profile(new, prior)]
             if not repo.update_profile(conn, new, prior.version):
-                raise Aborted(f'profile "{p.profile_name}" was changed concurrently; retry')
+                raise Aborted(f'profile "{shown(p.profile_name)}" was changed concurrently; retry')
             return new, repo.bump_generation(conn)
 
         new, gen = self._write(tx)
@@ -232,12 +244,24 @@ class ControlPlane:
 
     def delete_profile(self, namespace: str, name: str, expected_version: int = 0) -> int:
         ns = namespace_or_default(namespace)
+        validation.check_key("profile_name", name)
 
         def tx(conn: Connection) -> int:
             prior = repo.get_profile(conn, ns, name=name)
             if prior is None:
-                raise NotFound(f'profile "{name}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'profile "{name}"')
+                raise NotFound(f'profile "{shown(name)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'profile "{shown(name)}"')
+            # An alias names its profile's mount accessor; removing the profile under it would leave
+            # an alias that reads back but can never authenticate and that blocks a re-created
+            # profile's alias. (The profile row is locked, so no alias can be added meanwhile.)
+            users, more = repo.aliases_of_accessor(conn, prior.mount_accessor, limit=10)
+            if users:
+                listed = ", ".join(f'"{shown(a.name, 64)}" ({a.id})' for a in users)
+                if more:
+                    listed += f" and {more} more"
+                raise FailedPrecondition(
+                    f'profile "{shown(name)}" is used by entity aliases: {listed}; delete those aliases first'
+                )
             repo.delete_profile(conn, prior.config_id)
             return repo.bump_generation(conn)
 
@@ -268,7 +292,7 @@ class ControlPlane:
         return PolicyDoc(namespace, name, self.builtins[name], True, 1, "", "")
 
     def create_policy(self, p: PolicyDoc) -> Written[PolicyDoc]:
-        ns = namespace_or_default(p.namespace)
+        ns = namespace_or_default(p.namespace, creating=True)
         validation.validate_policy_name(p.name)
         if p.name == ROOT_POLICY:
             raise InvalidArgument.one("name", '"root" is a reserved policy name')
@@ -279,7 +303,7 @@ class ControlPlane:
         def tx(conn: Connection) -> int:
             repo.ensure_builtin_policies(conn, ns, self.builtins, now)
             if repo.get_policy(conn, ns, p.name):
-                raise AlreadyExists(f'policy "{p.name}" already exists in namespace "{ns}"')
+                raise AlreadyExists(f'policy "{shown(p.name)}" already exists in namespace "{ns}"')
             repo.insert_policy(conn, new)
             return repo.bump_generation(conn)
 
@@ -287,16 +311,18 @@ class ControlPlane:
 
     def read_policy(self, namespace: str, name: str) -> PolicyDoc:
         ns = namespace_or_default(namespace)
+        validation.check_key("name", name)
         with self.db.read() as conn:
             found = repo.get_policy(conn, ns, name)
         if found is None and name in BUILTIN_POLICIES:
             found = self._unwritten_builtin(ns, name)
         if found is None:
-            raise NotFound(f'policy "{name}" not found in namespace "{ns}"')
+            raise NotFound(f'policy "{shown(name)}" not found in namespace "{ns}"')
         return found
 
     def update_policy(self, p: PolicyDoc, expected_version: int = 0) -> Written[PolicyDoc]:
         ns = namespace_or_default(p.namespace)
+        validation.check_key("name", p.name)
         if p.name == ROOT_POLICY:
             raise InvalidArgument.one("name", '"root" is a reserved policy name')
         self._parse_policy(p.name, p.text)
@@ -306,11 +332,11 @@ class ControlPlane:
             repo.ensure_builtin_policies(conn, ns, self.builtins, now)
             prior = repo.get_policy(conn, ns, p.name)
             if prior is None:
-                raise NotFound(f'policy "{p.name}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'policy "{p.name}"')
+                raise NotFound(f'policy "{shown(p.name)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'policy "{shown(p.name)}"')
             new = replace(prior, text=p.text, version=prior.version + 1, last_updated_time=now)
             if not repo.update_policy(conn, new, prior.version):
-                raise Aborted(f'policy "{p.name}" was changed concurrently; retry')
+                raise Aborted(f'policy "{shown(p.name)}" was changed concurrently; retry')
             return new, repo.bump_generation(conn)
 
         new, gen = self._write(tx)
@@ -318,6 +344,7 @@ class ControlPlane:
 
     def delete_policy(self, namespace: str, name: str, expected_version: int = 0) -> int:
         ns = namespace_or_default(namespace)
+        validation.check_key("name", name)
         if name == ROOT_POLICY:
             raise InvalidArgument.one("name", '"root" is a reserved policy name')
         if name in BUILTIN_POLICIES:
@@ -326,12 +353,15 @@ class ControlPlane:
         def tx(conn: Connection) -> int:
             prior = repo.get_policy(conn, ns, name)
             if prior is None:
-                raise NotFound(f'policy "{name}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'policy "{name}"')
+                raise NotFound(f'policy "{shown(name)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'policy "{shown(name)}"')
             users = repo.registrations_using_policy(conn, ns, name)
             if users:
+                listed = ", ".join(shown(u, 64) for u in users[:10])
+                if len(users) > 10:
+                    listed += f" and {len(users) - 10} more"
                 raise FailedPrecondition(
-                    f'policy "{name}" is a ceiling policy of agent registrations: {", ".join(users)}; '
+                    f'policy "{shown(name)}" is a ceiling policy of agent registrations: {listed}; '
                     "remove it from their ceiling_policies first"
                 )
             repo.delete_policy(conn, ns, name)
@@ -356,7 +386,7 @@ class ControlPlane:
     # ---------------------------------------------------------------- entities
 
     def create_entity(self, e: Entity) -> Written[Entity]:
-        ns = namespace_or_default(e.namespace)
+        ns = namespace_or_default(e.namespace, creating=True)
         validation.validate_entity(e)
         now = self.clock()
         entity_id = str(uuid.uuid4())
@@ -372,7 +402,7 @@ class ControlPlane:
 
         def tx(conn: Connection) -> int:
             if repo.get_entity(conn, ns, name=new.name):
-                raise AlreadyExists(f'entity "{new.name}" already exists in namespace "{ns}"')
+                raise AlreadyExists(f'entity "{shown(new.name)}" already exists in namespace "{ns}"')
             repo.insert_entity(conn, new)
             return repo.bump_generation(conn)
 
@@ -382,24 +412,29 @@ class ControlPlane:
         ns = namespace_or_default(namespace)
         if not id and not name:
             raise InvalidArgument.one("id", "id or name is required")
+        if id:
+            validation.check_key("id", id, validation.ID_MAX)
+        else:
+            validation.check_key("name", name)
         with self.db.read() as conn:
             found = repo.get_entity(conn, ns, id=id) if id else repo.get_entity(conn, ns, name=name)
         if found is None:
-            raise NotFound(f'entity "{id or name}" not found in namespace "{ns}"')
+            raise NotFound(f'entity "{shown(id or name)}" not found in namespace "{ns}"')
         return found
 
     def update_entity(self, e: Entity, expected_version: int = 0) -> Written[Entity]:
         ns = namespace_or_default(e.namespace)
+        validation.check_key("id", e.id, validation.ID_MAX)
         validation.validate_entity(e)
 
         def tx(conn: Connection) -> tuple[Entity, int]:
             prior = repo.get_entity(conn, ns, id=e.id)
             if prior is None:
-                raise NotFound(f'entity "{e.id}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'entity "{prior.name}"')
+                raise NotFound(f'entity "{shown(e.id)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity "{shown(prior.name)}"')
             name = e.name or prior.name
             if name != prior.name and repo.get_entity(conn, ns, name=name):
-                raise AlreadyExists(f'entity "{name}" already exists in namespace "{ns}"')
+                raise AlreadyExists(f'entity "{shown(name)}" already exists in namespace "{ns}"')
             new = replace(
                 e,
                 namespace=ns,
@@ -409,7 +444,7 @@ class ControlPlane:
                 last_updated_time=self.clock(),
             )
             if not repo.update_entity(conn, new, prior.version):
-                raise Aborted(f'entity "{prior.name}" was changed concurrently; retry')
+                raise Aborted(f'entity "{shown(prior.name)}" was changed concurrently; retry')
             return new, repo.bump_generation(conn)
 
         new, gen = self._write(tx)
@@ -417,16 +452,17 @@ class ControlPlane:
 
     def delete_entity(self, namespace: str, id: str, expected_version: int = 0) -> int:
         ns = namespace_or_default(namespace)
+        validation.check_key("id", id, validation.ID_MAX)
 
         def tx(conn: Connection) -> int:
             prior = repo.get_entity(conn, ns, id=id)
             if prior is None:
-                raise NotFound(f'entity "{id}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'entity "{prior.name}"')
+                raise NotFound(f'entity "{shown(id)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity "{shown(prior.name)}"')
             reg = repo.get_registration(conn, ns, entity_id=id)
             if reg is not None:
                 raise FailedPrecondition(
-                    f'entity "{prior.name}" has the agent registration "{reg.display_name}" ({reg.id}); '
+                    f'entity "{shown(prior.name)}" has the agent registration "{shown(reg.display_name)}" ({reg.id}); '
                     "delete the registration first"
                 )
             repo.delete_entity(conn, id)
@@ -448,17 +484,17 @@ class ControlPlane:
         key and its mount accessor."""
         v = Violations()
         if repo.get_entity(conn, a.namespace, id=a.canonical_id) is None:
-            v.add("canonical_id", f'entity "{a.canonical_id}" does not exist in namespace "{a.namespace}"')
+            v.add("canonical_id", f'entity "{shown(a.canonical_id)}" does not exist in namespace "{a.namespace}"')
         profile: Profile | None = None
         if a.issuer:
             profile = repo.get_profile_by_issuer(conn, a.namespace, normalize_issuer(a.issuer))
             if profile is None:
-                v.add("issuer", f"oauth config not found for {a.issuer}")
+                v.add("issuer", f"oauth config not found for {shown(a.issuer)}")
             elif a.mount_accessor and a.mount_accessor != profile.mount_accessor:
                 v.add(
                     "mount_accessor",
-                    f'mount_accessor "{a.mount_accessor}" does not match the profile of issuer "{a.issuer}" '
-                    f'("{profile.profile_name}", mount_accessor "{profile.mount_accessor}")',
+                    f'mount_accessor "{shown(a.mount_accessor)}" does not match the profile of issuer '
+                    f'"{shown(a.issuer)}" ("{shown(profile.profile_name)}", mount_accessor "{profile.mount_accessor}")',
                 )
         else:
             prefix = f"oauth-resource-server_{a.namespace}_"
@@ -467,7 +503,7 @@ class ControlPlane:
             if profile is None:
                 v.add(
                     "mount_accessor",
-                    f'mount_accessor "{a.mount_accessor}" does not belong to any OAuth resource-server profile '
+                    f'mount_accessor "{shown(a.mount_accessor)}" does not belong to any OAuth resource-server profile '
                     f'in namespace "{a.namespace}"',
                 )
         v.raise_if_any()
@@ -479,17 +515,17 @@ class ControlPlane:
             other = repo.find_alias(conn, a.namespace, issuer_norm, a.external_id)
             if other and other.id != a.id:
                 raise AlreadyExists(
-                    f'an alias for issuer "{a.issuer or issuer_norm}" with external_id "{a.external_id}" '
+                    f'an alias for issuer "{shown(a.issuer or issuer_norm)}" with external_id "{shown(a.external_id)}" '
                     f"already exists ({other.id})"
                 )
         other = repo.find_alias_by_accessor_name(conn, accessor, a.name)
         if other and other.id != a.id:
             raise AlreadyExists(
-                f'an alias named "{a.name}" already exists for mount_accessor "{accessor}" ({other.id})'
+                f'an alias named "{shown(a.name)}" already exists for mount_accessor "{accessor}" ({other.id})'
             )
 
     def create_alias(self, a: Alias) -> Written[Alias]:
-        ns = namespace_or_default(a.namespace)
+        ns = namespace_or_default(a.namespace, creating=True)
         a = replace(a, namespace=ns)
         validation.validate_alias(a)
         now = self.clock()
@@ -505,22 +541,24 @@ class ControlPlane:
 
     def read_alias(self, namespace: str, id: str) -> Alias:
         ns = namespace_or_default(namespace)
+        validation.check_key("id", id, validation.ID_MAX)
         with self.db.read() as conn:
             found = repo.get_alias(conn, ns, id)
         if found is None:
-            raise NotFound(f'entity alias "{id}" not found in namespace "{ns}"')
+            raise NotFound(f'entity alias "{shown(id)}" not found in namespace "{ns}"')
         return found
 
     def update_alias(self, a: Alias, expected_version: int = 0) -> Written[Alias]:
         ns = namespace_or_default(a.namespace)
         a = replace(a, namespace=ns)
+        validation.check_key("id", a.id, validation.ID_MAX)
         validation.validate_alias(a)
 
         def tx(conn: Connection) -> tuple[Alias, int]:
             prior = repo.get_alias(conn, ns, a.id)
             if prior is None:
-                raise NotFound(f'entity alias "{a.id}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'entity alias "{a.id}"')
+                raise NotFound(f'entity alias "{shown(a.id)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity alias "{shown(a.id)}"')
             v = Violations()
             if prior.issuer and a.issuer != prior.issuer:
                 v.add("issuer", "issuer cannot be changed after creation")
@@ -533,7 +571,7 @@ class ControlPlane:
             issuer_norm, accessor = self._resolve_alias_target(conn, new)
             self._check_alias_unique(conn, new, issuer_norm, accessor)
             if not repo.update_alias(conn, new, issuer_norm, accessor, prior.version):
-                raise Aborted(f'entity alias "{a.id}" was changed concurrently; retry')
+                raise Aborted(f'entity alias "{shown(a.id)}" was changed concurrently; retry')
             return new, repo.bump_generation(conn)
 
         new, gen = self._write(tx)
@@ -541,12 +579,13 @@ class ControlPlane:
 
     def delete_alias(self, namespace: str, id: str, expected_version: int = 0) -> int:
         ns = namespace_or_default(namespace)
+        validation.check_key("id", id, validation.ID_MAX)
 
         def tx(conn: Connection) -> int:
             prior = repo.get_alias(conn, ns, id)
             if prior is None:
-                raise NotFound(f'entity alias "{id}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'entity alias "{id}"')
+                raise NotFound(f'entity alias "{shown(id)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'entity alias "{shown(id)}"')
             repo.delete_alias(conn, id)
             return repo.bump_generation(conn)
 
@@ -565,28 +604,32 @@ class ControlPlane:
         v = Violations()
         entity = repo.get_entity(conn, r.namespace, id=r.entity_id)
         if entity is None:
-            v.add("entity_id", f'entity "{r.entity_id}" does not exist in namespace "{r.namespace}"')
+            v.add("entity_id", f'entity "{shown(r.entity_id)}" does not exist in namespace "{r.namespace}"')
         wanted = [n for n in r.ceiling_policies if n not in BUILTIN_POLICIES]
         found = repo.get_policies(conn, r.namespace, wanted)
         for i, name in enumerate(r.requested_ceiling_policies):
             if name not in BUILTIN_POLICIES and name not in found:
-                v.add(f"ceiling_policies[{i}]", f'ceiling policy "{name}" does not exist in namespace "{r.namespace}"')
+                v.add(
+                    f"ceiling_policies[{i}]",
+                    f'ceiling policy "{shown(name, 64)}" does not exist in namespace "{r.namespace}"',
+                )
         v.raise_if_any()
         other = repo.get_registration(conn, r.namespace, display_name=r.display_name)
         if other and other.id != r.id:
             raise AlreadyExists(
-                f'an agent registration named "{r.display_name}" already exists in namespace '
+                f'an agent registration named "{shown(r.display_name)}" already exists in namespace '
                 f'"{r.namespace}" ({other.id})'
             )
         other = repo.get_registration(conn, r.namespace, entity_id=r.entity_id)
         if other and other.id != r.id:
             raise AlreadyExists(
-                f'entity "{r.entity_id}" already has the agent registration "{other.display_name}" ({other.id}); '
+                f'entity "{r.entity_id}" already has the agent registration '
+                f'"{shown(other.display_name)}" ({other.id}); '
                 "delete the existing registration first"
             )
 
     def create_registration(self, r: Registration) -> Written[Registration]:
-        ns = namespace_or_default(r.namespace)
+        ns = namespace_or_default(r.namespace, creating=True)
         validation.validate_registration(r)
         now = self.clock()
         new = replace(r, namespace=ns, id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
@@ -603,28 +646,36 @@ class ControlPlane:
         self, namespace: str, *, id: str = "", display_name: str = "", entity_id: str = ""
     ) -> Registration:
         ns = namespace_or_default(namespace)
+        if id:
+            validation.check_key("id", id, validation.ID_MAX)
+        elif display_name:
+            validation.check_key("display_name", display_name)
+        elif entity_id:
+            validation.check_key("entity_id", entity_id, validation.ID_MAX)
+        else:
+            raise InvalidArgument.one("id", "id, display_name or entity_id is required")
         with self.db.read() as conn:
             if id:
                 found = repo.get_registration(conn, ns, id=id)
             elif display_name:
                 found = repo.get_registration(conn, ns, display_name=display_name)
-            elif entity_id:
-                found = repo.get_registration(conn, ns, entity_id=entity_id)
             else:
-                raise InvalidArgument.one("id", "id, display_name or entity_id is required")
+                found = repo.get_registration(conn, ns, entity_id=entity_id)
         if found is None:
-            raise NotFound(f'agent registration "{id or display_name or entity_id}" not found in namespace "{ns}"')
+            key = shown(id or display_name or entity_id)
+            raise NotFound(f'agent registration "{key}" not found in namespace "{ns}"')
         return found
 
     def update_registration(self, r: Registration, expected_version: int = 0) -> Written[Registration]:
         ns = namespace_or_default(r.namespace)
+        validation.check_key("id", r.id, validation.ID_MAX)
         validation.validate_registration(r)
 
         def tx(conn: Connection) -> tuple[Registration, int]:
             prior = repo.get_registration(conn, ns, id=r.id)
             if prior is None:
-                raise NotFound(f'agent registration "{r.id}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'agent registration "{prior.display_name}"')
+                raise NotFound(f'agent registration "{shown(r.id)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'agent registration "{shown(prior.display_name)}"')
             now = self.clock()
             if now <= prior.last_updated_time:  # last_updated_time always moves forward
                 now = _after(prior.last_updated_time)
@@ -638,7 +689,7 @@ class ControlPlane:
             repo.ensure_builtin_policies(conn, ns, self.builtins, now)
             self._check_registration(conn, new)
             if not repo.update_registration(conn, new, prior.version):
-                raise Aborted(f'agent registration "{prior.display_name}" was changed concurrently; retry')
+                raise Aborted(f'agent registration "{shown(prior.display_name)}" was changed concurrently; retry')
             return new, repo.bump_generation(conn)
 
         new, gen = self._write(tx)
@@ -646,12 +697,13 @@ class ControlPlane:
 
     def delete_registration(self, namespace: str, id: str, expected_version: int = 0) -> int:
         ns = namespace_or_default(namespace)
+        validation.check_key("id", id, validation.ID_MAX)
 
         def tx(conn: Connection) -> int:
             prior = repo.get_registration(conn, ns, id=id)
             if prior is None:
-                raise NotFound(f'agent registration "{id}" not found in namespace "{ns}"')
-            _check_version(prior.version, expected_version, f'agent registration "{prior.display_name}"')
+                raise NotFound(f'agent registration "{shown(id)}" not found in namespace "{ns}"')
+            _check_version(prior.version, expected_version, f'agent registration "{shown(prior.display_name)}"')
             repo.delete_registration(conn, id)
             return repo.bump_generation(conn)
 
@@ -667,8 +719,7 @@ class ControlPlane:
     # ---------------------------------------------------------------- activation flags
 
     def activate_feature(self, feature: str) -> tuple[ActivationFlag, int]:
-        if not feature or "/" in feature or feature != feature.strip() or len(feature) > 255 or "\x00" in feature:
-            raise InvalidArgument.one("feature", f'invalid feature name "{feature}"')
+        validation.validate_feature(feature)
 
         def tx(conn: Connection) -> tuple[ActivationFlag, int]:
             flag = repo.activate_feature(conn, feature, self.clock())

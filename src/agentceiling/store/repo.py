@@ -403,6 +403,19 @@ def aliases_of_entity(conn: Connection, entity_id: str) -> list[Alias]:
     return [_alias(r) for r in rows]
 
 
+def aliases_of_accessor(conn: Connection, accessor_key: str, limit: int) -> tuple[list[Alias], int]:
+    """Up to ``limit`` aliases bound to the profile with this mount accessor (by name), and how
+    many more there are."""
+    where = aliases.c.accessor_key == accessor_key
+    rows = conn.execute(sa.select(aliases).where(where).order_by(aliases.c.name, aliases.c.id).limit(limit)).mappings()
+    found = [_alias(r) for r in rows]
+    more = 0
+    if len(found) == limit:
+        total = int(conn.execute(sa.select(sa.func.count()).select_from(aliases).where(where)).scalar() or 0)
+        more = total - limit
+    return found, more
+
+
 def list_aliases(conn: Connection, namespace: str, after: str, limit: int) -> list[Alias]:
     rows = conn.execute(
         sa.select(aliases)
