@@ -85,7 +85,7 @@ def test_lifecycle(tf: Terraform, control_plane: ControlPlane, installation: Ins
     profile = tf.resource(d, "vault_oauth_resource_server_config_profile.idp")
     assert profile["issuer_id"] == f"https://{n}.idp.example.com/"  # verbatim, trailing slash kept
     # The control plane fills in the profile's accessor for an issuer-only alias (control_plane.proto).
-    assert alias["mount_accessor"] is None or alias["mount_accessor"].endswith(profile["id"]), alias
+    assert alias["mount_accessor"] == f"oauth-resource-server_root_{profile['id']}", alias
     assert profile["supported_algorithms"][0] == "RS256" and profile["user_claim"] == "sub"
 
     # In-place update of three resources.

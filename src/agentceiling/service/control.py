@@ -529,15 +529,17 @@ class ControlPlane:
         a = replace(a, namespace=ns)
         validation.validate_alias(a)
         now = self.clock()
-        new = replace(a, id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
+        draft = replace(a, id=str(uuid.uuid4()), version=1, creation_time=now, last_updated_time=now)
 
-        def tx(conn: Connection) -> int:
-            issuer_norm, accessor = self._resolve_alias_target(conn, new)
-            self._check_alias_unique(conn, new, issuer_norm, accessor)
-            repo.insert_alias(conn, new, issuer_norm, accessor)
-            return repo.bump_generation(conn)
+        def tx(conn: Connection) -> tuple[Alias, int]:
+            issuer_norm, accessor = self._resolve_alias_target(conn, draft)
+            self._check_alias_unique(conn, draft, issuer_norm, accessor)
+            repo.insert_alias(conn, draft, issuer_norm, accessor)
+            # Named by its issuer only: answered with the profile's accessor, as Vault does.
+            return replace(draft, mount_accessor=draft.mount_accessor or accessor), repo.bump_generation(conn)
 
-        return Written(new, (), self._write(tx))
+        new, gen = self._write(tx)
+        return Written(new, (), gen)
 
     def read_alias(self, namespace: str, id: str) -> Alias:
         ns = namespace_or_default(namespace)
@@ -572,7 +574,7 @@ class ControlPlane:
             self._check_alias_unique(conn, new, issuer_norm, accessor)
             if not repo.update_alias(conn, new, issuer_norm, accessor, prior.version):
                 raise Aborted(f'entity alias "{shown(a.id)}" was changed concurrently; retry')
-            return new, repo.bump_generation(conn)
+            return replace(new, mount_accessor=new.mount_accessor or accessor), repo.bump_generation(conn)
 
         new, gen = self._write(tx)
         return Written(new, (), gen)

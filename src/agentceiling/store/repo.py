@@ -365,7 +365,9 @@ def _alias(row: RowMapping) -> Alias:
         namespace=row["namespace"],
         name=row["name"],
         canonical_id=row["canonical_id"],
-        mount_accessor=row["mount_accessor"],
+        # An alias named by its issuer only is answered with its profile's accessor (Vault
+        # generates one for such an alias); a profile with aliases cannot be deleted, so it holds.
+        mount_accessor=row["mount_accessor"] or row["accessor_key"],
         issuer=row["issuer"],
         external_id=row["external_id"],
         custom_metadata=dict(row["custom_metadata"]),

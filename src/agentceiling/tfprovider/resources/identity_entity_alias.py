@@ -1,7 +1,7 @@
 """``vault_identity_entity_alias``: binds an external identity to an entity. For AI agents the alias
 names the token issuer (``issuer``, the profile's ``issuer_id``) and the agent's subject
-(``external_id``); the control plane fills in the profile's synthetic ``mount_accessor``, or the
-``issuer`` when only the accessor is given. Attributes as in terraform-provider-vault 5.11."""
+(``external_id``); for an alias named by its issuer only, the control plane answers with the
+profile's synthetic ``mount_accessor``. Attributes as in terraform-provider-vault 5.11."""
 
 from __future__ import annotations
 
