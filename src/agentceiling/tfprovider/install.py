@@ -289,13 +289,8 @@ def parse_lock_blocks(text: str) -> list[tuple[str, str]]:
         c = text[i]
         if c in " \t\r\n\ufeff":
             i += 1
-        elif c == "#" or text.startswith("//", i):
-            i = _end_of_line(text, i)
-        elif text.startswith("/*", i):
-            close = text.find("*/", i + 2)
-            if close < 0:
-                raise LockFileError(f"line {_line_of(text, i)}: unterminated /* comment")
-            i = close + 2
+        elif (after := _after_comment(text, i)) is not None:
+            i = after
         else:
             m = _PROVIDER_HEAD.match(text, i)
             if m is None:
@@ -310,6 +305,18 @@ def parse_lock_blocks(text: str) -> list[tuple[str, str]]:
             blocks.append((address, text[i:end].rstrip() + "\n"))
             i = end
     return blocks
+
+
+def _after_comment(text: str, i: int) -> int | None:
+    """The offset after the comment that starts at ``i`` (``#``, ``//`` or ``/* */``), or None."""
+    if text.startswith(("#", "//"), i):
+        return _end_of_line(text, i)
+    if text.startswith("/*", i):
+        close = text.find("*/", i + 2)
+        if close < 0:
+            raise LockFileError(f"line {_line_of(text, i)}: unterminated /* comment")
+        return close + 2
+    return None
 
 
 def _end_of_line(text: str, i: int) -> int:
@@ -336,13 +343,8 @@ def _end_of_block(text: str, i: int, start: int) -> int:
             if i >= n or text[i] != '"':
                 raise LockFileError(f"line {_line_of(text, i)}: unterminated string")
             i += 1
-        elif c == "#" or text.startswith("//", i):
-            i = _end_of_line(text, i)
-        elif text.startswith("/*", i):
-            close = text.find("*/", i + 2)
-            if close < 0:
-                raise LockFileError(f"line {_line_of(text, i)}: unterminated /* comment")
-            i = close + 2
+        elif (after := _after_comment(text, i)) is not None:
+            i = after
         elif text.startswith("<<", i):
             raise LockFileError(f"line {_line_of(text, i)}: heredoc strings are not supported in a lock file")
         else:

@@ -24,7 +24,7 @@ element's non-computed attributes; single: the object).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,39 +231,37 @@ def _nested_replace(b: Block, attrs: list[Attribute], before: Any, after: Any) -
     return out
 
 
-def validate_config(schema: Schema, config: Obj, diags: Diagnostics) -> None:
-    """Run attribute validators on known, non-null values (config may hold UNKNOWN)."""
-    check_null_elements(schema, config, diags)
-    _validate_attributes(schema.attributes, config, (), True, diags)
+def _objects(schema: Schema, config: Obj) -> Iterator[tuple[Sequence[Attribute], Obj, AttributePath, bool]]:
+    """Every object of a configuration with its attributes, its path and whether attribute paths
+    can step into it (no path step exists into a set element: report at the set)."""
+    yield schema.attributes, config, (), True
     for b in schema.blocks:
         value = config.get(b.name)
         if b.nesting == "single":
             if isinstance(value, dict):
-                _validate_attributes(b.attributes, value, (b.name,), True, diags)
+                yield b.attributes, value, (b.name,), True
         elif isinstance(value, list):
             for i, el in enumerate(value):
                 if isinstance(el, dict):
                     if b.nesting == "list":
-                        _validate_attributes(b.attributes, el, (b.name, i), True, diags)
-                    else:  # no path step exists into a set element: report at the set
-                        _validate_attributes(b.attributes, el, (b.name,), False, diags)
+                        yield b.attributes, el, (b.name, i), True
+                    else:
+                        yield b.attributes, el, (b.name,), False
+
+
+def validate_config(schema: Schema, config: Obj, diags: Diagnostics) -> None:
+    """Run attribute validators on known, non-null values (config may hold UNKNOWN)."""
+    check_null_elements(schema, config, diags)
+    for attributes, obj, base, leaf in _objects(schema, config):
+        _validate_attributes(attributes, obj, base, leaf, diags)
 
 
 def check_null_elements(schema: Schema, config: Obj, diags: Diagnostics) -> None:
     """A null element in a list, set or map of a primitive type (``audiences = [null]``) is an error
     on that element: the control plane's fields cannot hold one. Checked when validating, and
     again when planning, where values unknown at validation are known."""
-    _null_elements(schema.attributes, config, (), True, diags)
-    for b in schema.blocks:
-        value = config.get(b.name)
-        if b.nesting == "single":
-            if isinstance(value, dict):
-                _null_elements(b.attributes, value, (b.name,), True, diags)
-        elif isinstance(value, list):
-            for i, el in enumerate(value):
-                if isinstance(el, dict):
-                    base: AttributePath = (b.name, i) if b.nesting == "list" else (b.name,)
-                    _null_elements(b.attributes, el, base, b.nesting == "list", diags)
+    for attributes, obj, base, leaf in _objects(schema, config):
+        _null_elements(attributes, obj, base, leaf, diags)
 
 
 def _null_elements(
