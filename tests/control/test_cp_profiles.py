@@ -519,3 +519,17 @@ def test_non_standard_user_claim_warning(c: Client) -> None:
     assert list(resp.warnings) == [
         'user_claim "agent_id" is not a standard JWT claim - ensure this claim exists in your JWTs'
     ]
+
+
+def test_a_public_key_that_fits_no_supported_algorithm_is_a_warning(c: Client) -> None:
+    resp = c.profile(
+        use_jwks=False,
+        jwks_uri="",
+        public_keys=keys(EC_PUBLIC_PEM, RSA_PUBLIC_PEM),
+        supported_algorithms=["RS256", "PS256"],
+    )
+    (warning,) = [w for w in resp.warnings if "fits none" in w]  # the EC key only, not the RSA one
+    assert warning.startswith('public key "k0" (') and "fits none of supported_algorithms (RS256, PS256)" in warning
+    assert "ES256" in warning  # what it would need
+    fitting = c.profile(use_jwks=False, jwks_uri="", public_keys=keys(ED_PUBLIC_PEM), supported_algorithms=["EdDSA"])
+    assert not [w for w in fitting.warnings if "fits none" in w]

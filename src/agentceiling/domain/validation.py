@@ -386,7 +386,31 @@ def profile_warnings(p: Profile, creating: bool) -> list[str]:
         warnings.append(WARN_ONE_FAMILY)
     if p.user_claim and p.user_claim not in _STANDARD_USER_CLAIMS:
         warnings.append(warn_user_claim(p.user_claim))
+    warnings.extend(_keys_without_algorithm(p))
     return warnings
+
+
+def _keys_without_algorithm(p: Profile) -> list[str]:
+    """A public key that fits none of the supported algorithms can never verify a token: say so
+    (a warning, as the algorithms or the keys may be about to change in a later write)."""
+    if p.use_jwks or not p.supported_algorithms:
+        return []
+    from agentceiling.tokens.keys import load_pem_key  # pure: parsing only, no I/O
+
+    allowed = set(p.supported_algorithms)
+    out = []
+    for key in p.public_keys:
+        try:
+            loaded = load_pem_key(key.pem)
+        except ValueError:
+            continue  # refused by validate_profile already
+        if not allowed & set(loaded.algorithms):
+            out.append(
+                f'public key "{shown(key.key_id, 64)}" ({loaded.description}) fits none of supported_algorithms '
+                f"({', '.join(p.supported_algorithms)}): tokens signed with it will be refused; it needs one of "
+                f"{', '.join(sorted(loaded.algorithms))}"
+            )
+    return out
 
 
 def validate_registration(r: Registration) -> None:

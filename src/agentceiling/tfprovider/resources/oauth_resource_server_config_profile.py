@@ -166,6 +166,7 @@ SCHEMA = Schema(
 )
 
 _WARNING_PATHS = (
+    ("fits none of supported_algorithms", ("public_keys",)),
     ("algorithm", ("supported_algorithms",)),
     ("jwks uri", ("jwks_uri",)),
     ("user_claim", ("user_claim",)),
