@@ -285,6 +285,11 @@ def _audit(args: argparse.Namespace) -> int:
     if not path.exists() and not audit_log.segment_paths(path):
         print(f"agentceiling: no audit log at {path}", file=sys.stderr)
         return 2
+    if path.exists() and not path.is_file():
+        # A FIFO would block the read until some writer opens it (and steal what it writes).
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        print(f"agentceiling: {path} is {kind}: `audit {args.audit_command}` works on log files", file=sys.stderr)
+        return 2
     if args.audit_command == "rotate":
         return _rotate(path, args.timeout)
     if args.audit_command == "anchor":

@@ -138,3 +138,13 @@ def test_audit_rotate_still_rotates_a_log_with_a_torn_last_line(tmp_path: Path) 
     run = _cli("audit", "rotate", "--file", str(log))
     assert run.returncode == 0, run.stderr
     assert len(segment_paths(log)) == 1 and verify(segment_paths(log)[0]).records == 3
+
+
+@pytest.mark.parametrize("command", ["verify", "tail", "anchor", "rotate"])
+def test_audit_commands_refuse_a_fifo_or_a_directory_instead_of_waiting(tmp_path: Path, command: str) -> None:
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    run = _cli("audit", command, "--file", str(fifo))  # would block forever on open() before
+    assert run.returncode == 2 and "not a regular file" in _error(run), run
+    run = _cli("audit", command, "--file", str(tmp_path))
+    assert run.returncode == 2 and "is a directory" in _error(run), run
