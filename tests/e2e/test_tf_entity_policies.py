@@ -111,6 +111,25 @@ def test_entity_policies(tf: Terraform, control_plane: ControlPlane, installatio
     tf.run(d, "import", "-no-color", "vault_identity_entity_policies.excl", owned, env=env)
     tf.plan(d, env=env, expect=0)
 
+    # Moving a shared owner to the other entity takes its policy off the old one (nothing left behind).
+    moved = _config(n, ["p1", "p2"], ["p3"], ["p2"])
+    moved = moved.replace(
+        'resource "vault_identity_entity_policies" "b" {\n  entity_id = vault_identity_entity.shared.id',
+        'resource "vault_identity_entity_policies" "b" {\n  entity_id = vault_identity_entity.owned.id',
+    )
+    moved = moved.replace(
+        'resource "vault_identity_entity_policies" "excl" {',
+        'resource "vault_identity_entity_policies" "excl" {\n  exclusive = false',
+    )
+    write(d, moved)
+    tf.apply(d, env=env)
+    tf.plan(d, env=env, expect=0)
+    assert _policies(cp, shared) == [f"{n}-p3"]
+    assert _policies(cp, owned) == [f"{n}-p1", f"{n}-p2"]  # b's p2 was there already (excl's too)
+    write(d, _config(n, ["p1", "p2"], ["p3"], ["p2"]))
+    tf.apply(d, env=env)
+    assert _policies(cp, shared) == [f"{n}-p2", f"{n}-p3"]
+
     # Destroy: the exclusive owner clears the entity's policies, a shared owner removes its own.
     tf.run(d, "destroy", "-auto-approve", "-no-color", "-target=vault_identity_entity_policies.excl",
            "-target=vault_identity_entity_policies.a", env=env)

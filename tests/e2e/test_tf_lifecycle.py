@@ -229,3 +229,51 @@ resource "vault_agent_registration" "by_id" {{
 
     tf.destroy(d2, env=env)
     tf.destroy(d, env=env)
+
+
+def test_collections_with_elements_known_only_after_apply(
+    tf: Terraform, control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    """A list, set or map holding a value computed by another resource (a policy's id) plans as
+    "(known after apply)" for that element and applies cleanly; the configuration's sensitive
+    values never appear in the provider's messages."""
+    env = control_plane.env
+    n = unique("unk")
+    d = workdir(tmp_path, installation, f"""
+resource "vault_policy" "a" {{
+  name   = "{n}-a"
+  policy = "path \\"x\\" {{ capabilities = [\\"read\\"] }}"
+}}
+
+resource "terraform_data" "aud" {{
+  input = "{n}-aud"
+}}
+
+resource "vault_identity_entity" "e" {{
+  name     = "{n}-e"
+  policies = [vault_policy.a.id, "default"]
+  metadata = {{ pol = vault_policy.a.id, team = "ops" }}
+}}
+
+resource "vault_agent_registration" "r" {{
+  display_name     = "{n}-r"
+  entity_id        = vault_identity_entity.e.id
+  ceiling_policies = [vault_policy.a.id]
+}}
+
+resource "vault_oauth_resource_server_config_profile" "p" {{
+  profile_name = "{n}"
+  issuer_id    = "https://{n}.example.com"
+  jwks_uri     = "https://{n}.example.com/keys"
+  audiences    = [terraform_data.aud.output, "fixed"]
+}}
+""")
+    tf.init(d)
+    plan = tf.plan(d, env=env, expect=2)
+    assert "Plan: 5 to add" in plan.stdout and "(known after apply)" in plan.stdout, plan
+    tf.apply(d, env=env)
+    tf.plan(d, env=env, expect=0)
+    assert tf.resource(d, "vault_agent_registration.r")["ceiling_policies"] == [f"{n}-a"]
+    assert tf.resource(d, "vault_identity_entity.e")["metadata"] == {"pol": f"{n}-a", "team": "ops"}
+    assert tf.resource(d, "vault_oauth_resource_server_config_profile.p")["audiences"] == [f"{n}-aud", "fixed"]
+    tf.destroy(d, env=env)

@@ -294,3 +294,21 @@ def test_invalid_types_are_rejected() -> None:
     for bad in ("strng", ["list"], ["object", []], ["nope", "string"], 5):
         with pytest.raises(cty.CtyError):
             parse_type(bad)
+
+
+def test_same_matches_unknowns_in_the_same_place() -> None:
+    from agentceiling.tfprovider.framework.cty import equal, same
+    from agentceiling.tfprovider.framework.types import UNKNOWN
+
+    for t, a in (
+        (["list", "string"], ["x", UNKNOWN]),
+        (["set", "string"], [UNKNOWN, "y"]),
+        (["map", "string"], {"k": UNKNOWN, "j": "v"}),
+        (["object", {"a": ["list", "number"]}], {"a": [1, UNKNOWN]}),
+        ("string", UNKNOWN),
+    ):
+        assert same(t, a, a) and not equal(t, a, a)
+    assert not same(["list", "string"], ["x", UNKNOWN], [UNKNOWN, "x"])
+    assert not same(["list", "string"], ["x", UNKNOWN], ["x", "y"])
+    assert not same(["map", "string"], {"k": UNKNOWN}, {"j": UNKNOWN})
+    assert same(["set", "string"], ["a", "b"], ["b", "a"]) and same(["list", "number"], [1], [1.0])

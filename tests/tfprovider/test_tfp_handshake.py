@@ -181,6 +181,15 @@ def test_protocol_6_is_required(run_dir: Path) -> None:
     assert "protocol 6" in proc.stderr.decode() and "4,5" in proc.stderr.decode()
 
 
+def test_a_client_certificate_that_is_not_pem_is_one_line_not_a_traceback(run_dir: Path) -> None:
+    env = plugin_env(run_dir, None, PLUGIN_CLIENT_CERT="garbage", AGENTCEILING_PROVIDER_LOG="")
+    proc = subprocess.run(ENTRY, env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 1 and proc.stdout == b""
+    text = proc.stderr.decode()
+    assert "PLUGIN_CLIENT_CERT is not a PEM certificate" in text and "Traceback" not in text, text
+    assert list(run_dir.iterdir()) == []
+
+
 def test_mtls_handshake_schema_and_shutdown(
     mtls_plugin: Plugin, client_cert: ClientCert, run_dir: Path
 ) -> None:

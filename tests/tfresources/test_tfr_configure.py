@@ -161,6 +161,28 @@ def test_failures_are_one_diagnostic_each(servers: tuple[Server, Server, Path],
     assert "unsupported scheme" in _only_error(diags)
 
 
+def test_token_whitespace_and_headers_that_cannot_be_sent(servers: tuple[Server, Server, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, _, _ = servers
+    # A trailing newline (`VAULT_TOKEN=$(cat file)` keeps none, `echo` into a variable can) is trimmed.
+    client, diags = _configure(monkeypatch, {"VAULT_ADDR": plain.address, "VAULT_TOKEN": plain.token + "\n"})
+    assert client is not None and not diags.items, diags.items
+    client.close()
+    # Mixed-case header names are sent lower-cased (gRPC metadata keys are).
+    client, diags = _configure(monkeypatch, {"VAULT_ADDR": plain.address, "VAULT_TOKEN": plain.token},
+                               headers=[{"name": "X-Team", "value": "ops"}])
+    assert client is not None and not diags.items, diags.items
+    client.close()
+    _, diags = _configure(monkeypatch, {"VAULT_ADDR": plain.address}, token="ab\ncd")
+    assert "Invalid token" in _only_error(diags) and diags.items[0].path == ("token",)
+    _, diags = _configure(monkeypatch, {"VAULT_ADDR": plain.address, "VAULT_TOKEN": plain.token},
+                          headers=[{"name": "x-ok", "value": "1"}, {"name": "x-team", "value": "ops\nx"}])
+    assert "Invalid header value" in _only_error(diags) and diags.items[0].path == ("headers", 1, "value")
+    _, diags = _configure(monkeypatch, {"VAULT_ADDR": plain.address, "VAULT_TOKEN": plain.token},
+                          headers=[{"name": "x team", "value": "ops"}])
+    assert "Invalid header name" in _only_error(diags) and diags.items[0].path == ("headers", 0, "name")
+
+
 def test_auth_login_token_file(servers: tuple[Server, Server, Path], monkeypatch: pytest.MonkeyPatch,
                                tmp_path: Path) -> None:
     plain, _, _ = servers

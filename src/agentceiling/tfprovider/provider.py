@@ -249,6 +249,15 @@ class VaultProvider(Provider):
                 token_source = f"admin token from {token_file}"
             except OSError:
                 token, token_source = "", ""
+        token = token.strip()  # a newline from `echo` or a file is never part of a token
+        if token and not _sendable(token):
+            diags.error(
+                "Invalid token",
+                f"The {token_source} holds characters that cannot be sent in a request header (control "
+                "characters, spaces or non-ASCII): tokens are printable ASCII.",
+                token_path,
+            )
+            return None
         if not token:
             diags.error(
                 "No token for the agentceiling control plane",
@@ -257,6 +266,30 @@ class VaultProvider(Provider):
                 "(AGENTCEILING_DATA_DIR selects another data directory).",
                 ("token",),
             )
+            return None
+
+        headers: dict[str, str] = {}
+        for i, h in enumerate(config.get("headers") or []):
+            name, value = h.get("name"), h.get("value")
+            if not name:
+                continue
+            key = str(name).strip().lower()
+            if not key or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in key):
+                diags.error(
+                    "Invalid header name",
+                    f'"{str(name)[:64]}" is not a header name: letters, digits, "-", "_" and "." only.',
+                    ("headers", i, "name"),
+                )
+            elif value is not None and not _sendable(str(value), spaces=True):
+                diags.error(
+                    "Invalid header value",
+                    f'The value of header "{key}" holds characters that cannot be sent (control characters '
+                    "such as a newline, or non-ASCII).",
+                    ("headers", i, "value"),
+                )
+            else:
+                headers[key] = str(value or "")
+        if diags.has_errors:
             return None
 
         if _truthy(config.get("add_address_to_env")):
@@ -271,7 +304,7 @@ class VaultProvider(Provider):
             skip_tls_verify=_flag(config.get("skip_tls_verify"), "VAULT_SKIP_VERIFY"),
             tls_server_name=str(config.get("tls_server_name") or _env("VAULT_TLS_SERVER_NAME") or ""),
             max_retries=_int(config.get("max_retries"), _env("VAULT_MAX_RETRIES"), DEFAULT_MAX_RETRIES),
-            headers={h["name"]: h["value"] for h in config.get("headers") or [] if h.get("name")},
+            headers=headers,
         )
         if endpoint.tls and not _load_tls_files(config, settings, diags):
             return None
@@ -284,6 +317,12 @@ class VaultProvider(Provider):
             client.close()
             return None
         return client
+
+
+def _sendable(text: str, *, spaces: bool = False) -> bool:
+    """Whether ``text`` can be a gRPC (HTTP/2) metadata value: printable ASCII."""
+    low = 0x20 if spaces else 0x21
+    return all(low <= ord(c) <= 0x7E for c in text)
 
 
 def _truthy(value: Any) -> bool:

@@ -738,6 +738,35 @@ def is_wholly_known(v: Any) -> bool:
     return True
 
 
+class _Mark:
+    """An unknown as a value equal only to itself, so that :func:`same` can reuse ``equal``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+_MARK = _Mark()
+
+
+def _marked(v: Any) -> Any:
+    if v is UNKNOWN:
+        return _MARK
+    if isinstance(v, list):
+        return [_marked(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _marked(x) for k, x in v.items()}
+    return v
+
+
+def same(t: CtyType | CompiledType, a: Any, b: Any) -> bool:
+    """Equal as far as known: like :func:`equal`, but an unknown equals an unknown in the same
+    place (``[x, UNKNOWN]`` is the same as ``[x, UNKNOWN]``). What terraform requires between a
+    configuration value and its planned value."""
+    return parse_type(t).equal(_marked(a), _marked(b))
+
+
 def equal(t: CtyType | CompiledType, a: Any, b: Any) -> bool:
     """cty equality of two values of type ``t``: sets unordered, numbers by value; any unknown
     makes the result False."""

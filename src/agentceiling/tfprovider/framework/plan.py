@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentceiling.tfprovider.framework.cty import CompiledType, format_path, parse_type, schema_type
+from agentceiling.tfprovider.framework.cty import CompiledType, format_path, parse_type, same, schema_type
 from agentceiling.tfprovider.framework.types import (
     UNKNOWN,
     Attribute,
@@ -154,7 +154,7 @@ def _match(b: Block, el: Obj, candidates: list[Obj]) -> Obj | None:
 
 
 def _same(t: CompiledType, a: Any, b: Any) -> bool:
-    return (a is UNKNOWN and b is UNKNOWN) or t.equal(a, b)
+    return same(t, a, b)
 
 
 def check_config_preserved(
@@ -175,9 +175,9 @@ def check_config_preserved(
             continue
         diags.error(
             "Invalid plan from the provider",
-            f"The plan changed {format_path((a.name,))}, which comes from the configuration "
-            f"(configured {cfg!r}, planned {value!r}). Only computed attributes that are not set "
-            "in the configuration may be changed by a plan.",
+            # No values in the message: they may be sensitive, and terraform cannot redact our text.
+            f"The plan changed {format_path((a.name,))}, which comes from the configuration. Only "
+            "computed attributes that are not set in the configuration may be changed by a plan.",
             (a.name,),
         )
 

@@ -322,8 +322,12 @@ def serve(factory: ProviderFactory, environ: dict[str, str] | os._Environ[str] =
             served = start_grpc(factory, rundir, state)
             _write_handshake(handshake_fd, handshake_line("unix", served.backend, None), t0)
         log.debug("serving after %.1f ms", (time.perf_counter() - t0) * 1000)
-    except Exception:
-        log.exception("the provider plugin failed to start")
+    except Exception as exc:
+        if isinstance(exc, HandshakeError):  # the environment, not us: one line, no traceback
+            sys.stderr.write(str(exc))
+            sys.stderr.flush()
+        else:
+            log.exception("the provider plugin failed to start")
         if front is not None:
             front.stop()
         if served is not None:

@@ -21,6 +21,8 @@ import socket
 import ssl
 import threading
 
+from agentceiling.tfprovider.framework.handshake import HandshakeError
+
 log = logging.getLogger("agentceiling.tfprovider.tls")
 
 _CHUNK = 256 * 1024
@@ -33,7 +35,12 @@ def server_context(cert_file: str, key_file: str, client_cert_pem: str) -> ssl.S
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_file, key_file)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_verify_locations(cadata=client_cert_pem)
+    try:
+        ctx.load_verify_locations(cadata=client_cert_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise HandshakeError(
+            f"PLUGIN_CLIENT_CERT is not a PEM certificate ({exc}); terraform sets it when it starts the plugin.\n"
+        ) from None
     ctx.set_alpn_protocols(["h2"])
     return ctx
 

@@ -151,6 +151,12 @@ class IdentityEntityPolicies(VaultResource):
         dropped: set[str] = set()
         if prior is not None and prior.get("entity_id") == planned.get("entity_id"):
             dropped = set(prior.get("policies") or ()) - set(wanted)
+        elif prior is not None:
+            # Moved to another entity: take this resource's policies off the old one first, as a
+            # destroy would, so that no grant is left behind that nothing tracks.
+            self.delete(client, prior, diags)
+            if diags.has_errors:
+                return None
 
         def edit(current: list[str]) -> list[str]:
             if exclusive:
