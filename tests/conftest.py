@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,43 +59,76 @@ def _postgres_missing_reason() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
+@dataclass
+class PgServer:
+    """A throwaway PostgreSQL cluster in its own directory, which a test may stop and start."""
+
+    base: Path
+    port: int
+    prefix: list[str]
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run([*self.prefix, "pg_ctl", "-D", str(self.base / "data"), *args], check=True, capture_output=True)
+
+    def start(self) -> None:
+        opts = (
+            f"-p {self.port} -k {self.base / 'sock'} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        self.ctl("-o", opts, "-l", str(self.base / "log"), "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self.ctl("-m", "fast", "-w", "stop")
+
+    @property
+    def cluster(self) -> PgCluster:
+        return PgCluster(self.port, self.base / "sock")
+
+
+@contextmanager
+def throwaway_pg(prefix: str = "ac-pg-") -> Iterator[PgServer]:
+    """A new cluster, started; stopped and removed afterwards. Skips (or, with
+    AGENTCEILING_REQUIRE_POSTGRES=1, fails) where PostgreSQL is missing."""
     reason = _postgres_missing_reason()
     if reason:
         if os.environ.get("AGENTCEILING_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"AGENTCEILING_REQUIRE_POSTGRES=1 but {reason}")
         pytest.skip(reason)
-    base = Path(tempfile.mkdtemp(prefix="ac-pg-"))
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     data, sock = base / "data", base / "sock"
     data.mkdir()
     sock.mkdir()
-    prefix: list[str] = []
+    run_as: list[str] = []
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         for p in (base, data, sock):
             os.chown(p, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
+        run_as = ["runuser", "-u", "postgres", "--"]
     subprocess.run(
-        [*prefix, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+        [*run_as, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
         check=True,
         capture_output=True,
     )
-    port = free_port()
-    opts = (
-        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-        "-c full_page_writes=off -c max_connections=300"
-    )
-    subprocess.run(
-        [*prefix, "pg_ctl", "-D", str(data), "-o", opts, "-l", str(base / "log"), "-w", "-t", "60", "start"],
-        check=True,
-        capture_output=True,
-    )
+    server = PgServer(base, free_port(), run_as)
+    server.start()
     try:
-        yield PgCluster(port, sock)
+        yield server
     finally:
-        subprocess.run([*prefix, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run([*run_as, "pg_ctl", "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    with throwaway_pg() as server:
+        yield server.cluster
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A cluster of the test's own, that it may stop and start without disturbing other tests."""
+    with throwaway_pg("ac-pg-own-") as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -192,3 +192,30 @@ def test_revocations_are_enforced_by_every_replica_within_a_second(cluster: Clus
         lambda: (cc.set_disabled(ent, False), cc.delete_registration(reg)),
     )
     assert max(times) < BOUND, times
+
+
+def test_a_server_cut_off_from_its_database_refuses_instead_of_trusting_its_cache(own_pg: Any, tmp_path: Any) -> None:
+    """The cache is only as good as the last read of the generation counter: with the database
+    gone, a cached ALLOWED turns into UNAVAILABLE within about a second (a revocation made through
+    another replica meanwhile would otherwise be missed), and decisions resume once it is back."""
+    srv = start_role(tmp_path / "all", own_pg.cluster.create_database(), "all")
+    idp = Idp()
+    try:
+        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
+        tok = idp.token(name, [path_access(PATH, "read")])
+
+        def code() -> str:
+            return authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace).code
+
+        assert code() == "ALLOWED" and code() == "ALLOWED"  # the second from the caches
+        own_pg.stop()
+        waited = eventually(lambda: code() == "UNAVAILABLE", timeout=10, interval=0.05)
+        assert waited < BOUND + 1.0, waited  # the staleness bound (1 s), plus a failing poll
+        r = authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace)
+        assert (r.allowed, r.code) == (False, "UNAVAILABLE") and "database" in r.reason, r.reason
+        own_pg.start()
+        eventually(lambda: code() == "ALLOWED", timeout=30, interval=0.2)
+        assert "Traceback" not in srv.log()
+    finally:
+        srv.stop()
+        idp.close()

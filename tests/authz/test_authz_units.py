@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
+import pytest
 from authz_support import Idp, path_access
 
 from agentceiling.service.authz import REDACTED, _BoundedCache, _rar_key, _scrub, utc_timestamp
@@ -56,3 +58,32 @@ def test_rar_key_tells_json_values_apart() -> None:
     assert len(keys) == 6
     assert _rar_key(None, False) is None  # an absent claim ...
     assert _rar_key(None, True) is not None  # ... is not a null one
+
+
+def test_directory_is_fresh_only_while_the_generation_is_read_in_time(tmp_path: Any) -> None:
+    """A late poller is made up for by the deciding thread's own read; a database that cannot be
+    read makes the directory stale after ``max_staleness`` seconds (fail closed)."""
+    from agentceiling.service.directory import Directory, StaleDirectory
+    from agentceiling.store import migrate
+    from agentceiling.store.db import Database, sqlite_url
+
+    db = Database(sqlite_url(tmp_path))
+    migrate.upgrade(db)
+    now = [1000.0]
+    d = Directory(db, poll_interval=3600, max_staleness=1.0, clock=lambda: now[0])
+    try:
+        d.ensure_fresh()
+        now[0] += 5  # the poller is asleep: ensure_fresh reads the counter itself
+        d.ensure_fresh()
+        d.ensure_fresh()
+        db.dispose()
+        (tmp_path / "agentceiling.db").unlink()
+        (tmp_path / "agentceiling.db").mkdir()  # the database is gone: reads fail
+        now[0] += 0.5
+        d.ensure_fresh()  # still within the bound of the last good read
+        now[0] += 1.0
+        with pytest.raises(StaleDirectory) as err:
+            d.ensure_fresh()
+        assert err.value.age == pytest.approx(1.5)
+    finally:
+        d.close()

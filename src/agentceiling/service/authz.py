@@ -59,7 +59,7 @@ from agentceiling.policy import (
     render_entry,
 )
 from agentceiling.service import audit_record
-from agentceiling.service.directory import Directory
+from agentceiling.service.directory import Directory, StaleDirectory
 from agentceiling.tokens import TokenError, TokenValidator, TrustConfig, UnverifiedToken, ValidatedToken, peek
 
 log = logging.getLogger(__name__)
@@ -612,6 +612,14 @@ class Authorizer:
     # ---------------------------------------------------------------- stage 3: the request
 
     def _decide(self, req: AuthorizeInput, namespace: str, trace: _Trace) -> _Outcome:
+        try:
+            self.directory.ensure_fresh()
+        except StaleDirectory as exc:
+            raise Refusal(
+                Code.UNAVAILABLE,
+                f"{exc}: the database cannot be read, so a recent change (a revoked registration, a "
+                "tightened ceiling) might be missed; refusing until it can",
+            ) from None
         profile, facts = self._token(req.token, namespace, trace)
         trace.facts = facts
         ctx = self._context(namespace, profile, facts)

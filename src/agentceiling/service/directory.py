@@ -3,12 +3,19 @@
 Everything is memoised per key and thrown away as a whole when the database's generation counter
 moves (every control-plane write bumps it in its own transaction). A poller reads the counter every
 ``poll_interval`` seconds, so a change made through any replica is enforced by every replica within
-about that interval (the design target is 1 s; the default poll is 0.25 s)."""
+about that interval (the design target is 1 s; the default poll is 0.25 s).
+
+Fail closed: the cache is only used while the counter was read successfully within
+``max_staleness`` seconds (1 s by default). When the poller is merely late, the deciding thread
+reads the counter itself; when the read fails or hangs (the database is down or cut off), the
+directory is stale and :meth:`ensure_fresh` raises :class:`StaleDirectory`, so that a replica cut
+off from the database refuses rather than keep honouring what may have been revoked."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -30,11 +37,31 @@ class _Generation:
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
 
+class StaleDirectory(Exception):
+    """The generation counter could not be confirmed recently enough to trust the cache."""
+
+    def __init__(self, age: float) -> None:
+        super().__init__(f"the directory was last confirmed current {age:.1f} s ago")
+        self.age = age
+
+
 class Directory:
-    def __init__(self, db: Database, *, poll_interval: float = 0.25, max_entries: int = 200_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_interval: float = 0.25,
+        max_entries: int = 200_000,
+        max_staleness: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.poll_interval = poll_interval
         self.max_entries = max_entries
+        self.max_staleness = max(1.0, 3 * poll_interval) if max_staleness is None else max_staleness
+        self._clock = clock
+        self._refreshing = threading.Lock()  # one counter read at a time (poller or a deciding thread)
+        self._confirmed = clock()
         self._gen = _Generation(self._read_generation())
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -51,14 +78,38 @@ class Directory:
         while not self._stop.wait(self.poll_interval):
             try:
                 self.refresh()
-            except Exception as exc:  # keep serving from the cache; the next poll retries
+            except Exception as exc:  # the next poll retries; meanwhile ensure_fresh fails closed
                 log.warning("could not read the generation counter: %s", exc)
 
     def refresh(self) -> int:
+        with self._refreshing:
+            return self._refresh()
+
+    def _refresh(self) -> int:
+        started = self._clock()
         number = self._read_generation()
         if number != self._gen.number:
             self._gen = _Generation(number)
+        self._confirmed = max(self._confirmed, started)  # current as of when the read began
         return number
+
+    def ensure_fresh(self) -> None:
+        """Raise :class:`StaleDirectory` unless the counter was read within ``max_staleness``
+        seconds. A late poller is covered by reading the counter here; a read already in progress
+        (perhaps hanging on a database that is gone) is not waited for."""
+        if self._clock() - self._confirmed <= self.max_staleness:
+            return
+        if self._refreshing.acquire(blocking=False):
+            try:
+                if self._clock() - self._confirmed > self.max_staleness:
+                    self._refresh()
+            except Exception as exc:
+                log.warning("could not read the generation counter: %s", exc)
+            finally:
+                self._refreshing.release()
+        age = self._clock() - self._confirmed
+        if age > self.max_staleness:
+            raise StaleDirectory(age)
 
     @property
     def generation(self) -> int:
