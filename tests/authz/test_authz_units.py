@@ -87,3 +87,47 @@ def test_directory_is_fresh_only_while_the_generation_is_read_in_time(tmp_path: 
         assert err.value.age == pytest.approx(1.5)
     finally:
         d.close()
+
+
+def test_tokens_glued_to_text_or_with_spaced_headers_are_redacted() -> None:
+    """A token right after other text (``x_<token>``), or whose header JSON starts with a space or
+    a newline (base64url ``eyAi``, ``ewo``), is still a token: redacted, and refused by the log."""
+    import base64
+
+    from agentceiling.store.audit_log import looks_like_jwt
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    body = b64(b'{"sub":"agent","exp":4102444800}') + "." + b64(b"s" * 64)
+    tokens = [b64(h) + "." + body for h in (b'{"alg":"ES256"}', b'{ "alg":"ES256"}', b'{\n "alg":"ES256"}')]
+    for tok in tokens:
+        for text in (tok, f"secret/data/ci/x_{tok}", f"a{tok}b"):
+            assert looks_like_jwt(text), text
+            assert tok not in _scrub(text) and REDACTED in _scrub(text)
+    for plain in ("secret/data/money-transfer-service.v1.config", "https://idp.example.com/x.y", "eyJ/monkeyJar.v1.2"):
+        assert not looks_like_jwt(plain) and _scrub(plain) == plain
+
+
+def test_lookups_that_find_nothing_are_remembered_but_bounded(tmp_path: Any) -> None:
+    """Any ``iss`` at all can be sent unauthenticated: its misses must neither grow the directory's
+    memory without bound nor push the real entries out."""
+    from agentceiling.service.directory import MAX_MISSES, Directory
+    from agentceiling.store import migrate
+    from agentceiling.store.db import Database, sqlite_url
+
+    db = Database(sqlite_url(tmp_path))
+    migrate.upgrade(db)
+    d = Directory(db, poll_interval=3600)
+    try:
+        d.memo(("real",), lambda: "kept")
+        for i in range(3 * MAX_MISSES):
+            assert d.profile_for_issuer("root", f"https://bogus-{i}.example") is None
+        assert len(d._gen.misses) <= MAX_MISSES and len(d._gen.memo) == 1
+        assert d.memo(("real",), lambda: "reloaded") == "kept"
+        calls = []
+        assert d.memo(("x",), lambda: calls.append(1), few_misses=True) is None  # type: ignore[func-returns-value]
+        assert d.memo(("x",), lambda: calls.append(1), few_misses=True) is None  # type: ignore[func-returns-value]
+        assert calls == [1]  # a miss is remembered
+    finally:
+        d.close()

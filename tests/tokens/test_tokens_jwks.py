@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from test_tokens_support import (
     JwksServer,
     Keys,
     TlsMaterial,
+    claims,
     jwk,
     jwks_trust,
     make_token,
@@ -415,3 +417,97 @@ def test_invalid_ca_pem(keys: Keys, tls_jwks_server: JwksServer) -> None:
         UNAVAILABLE,
         "signing keys unavailable: jwks_ca_pem is not a valid PEM CA certificate",
     )
+
+
+def test_the_key_epoch_changes_with_the_keys_and_past_the_stale_limit(keys: Keys, jwks_server: JwksServer) -> None:
+    """What a token already verified is reused under (service/authz.py): a key removed from the
+    JWKS, or keys older than the stale limit, end its reuse."""
+    jwks_server.serve(jwk(keys.rsa, "old"))
+    validator, trust, clock, _ = setup(jwks_server, max_age=300.0, stale_limit=3600.0)
+    validator.validate(make_token(keys.rsa, kid="old"), trust)
+    first = validator.key_epoch(trust)
+    assert validator.key_epoch(trust) == first  # steady while the keys are
+    clock.advance(11)
+    jwks_server.serve(jwk(keys.rsa_b, "new"))
+    assert validator.validate(make_token(keys.rsa_b, kid="new"), trust).kid == "new"  # unknown kid: refetch
+    assert validator.key_epoch(trust) != first
+    rotated = validator.key_epoch(trust)
+    clock.advance(3601)  # the IdP is gone long enough: no key vouches for anything any more
+    assert validator.key_epoch(trust) != rotated and validator.key_epoch(trust) != validator.key_epoch(trust)
+
+
+def test_a_server_that_drips_its_answer_is_cut_off_at_the_deadline(keys: Keys) -> None:
+    """One byte every 0.1 s never trips a per-read timeout: the whole fetch is still bounded, and
+    the fetching thread and its socket end with it (they used to pile up, one per refresh)."""
+    import socket as socketlib
+
+    listener = socketlib.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"x" * 200:
+                    if stop.is_set():
+                        break
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/jwks"
+        trust = jwks_trust(url)
+        validator = TokenValidator(KeySourceRegistry(timeout=TIMEOUT))
+        started = time.monotonic()
+        with pytest.raises(TokenError) as info:
+            validator.validate(make_token(keys.rsa), trust)
+        assert info.value.code == UNAVAILABLE
+        assert time.monotonic() - started < TIMEOUT + 0.6
+        deadline = time.monotonic() + 2
+        while any(t.name == "agentceiling-jwks" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name == "agentceiling-jwks" for t in threading.enumerate())
+    finally:
+        stop.set()
+        listener.close()
+        server.join(timeout=2)
+
+
+def test_a_jwk_with_an_alg_of_the_wrong_json_type_is_skipped_not_fatal(keys: Keys, jwks_server: JwksServer) -> None:
+    jwks_server.serve(jwk(keys.rsa, "k1"), jwk(keys.rsa_b, "k2", alg=["RS256"]), jwk(keys.rsa_b, "k3", alg={"a": 1}))
+    validator, trust, _, _ = setup(jwks_server)
+    assert validator.validate(make_token(keys.rsa, kid="k1"), trust).kid == "k1"
+    assert refused(validator, make_token(keys.rsa_b, kid="k2"), trust) == (
+        TOKEN_INVALID,
+        'key "k2" is unusable: member "alg" is not a string',
+    )
+
+
+def test_keys_sharing_a_kid_are_each_tried(keys: Keys, jwks_server: JwksServer) -> None:
+    jwks_server.serve(jwk(keys.rsa, "same"), jwk(keys.rsa_b, "same"))
+    validator, trust, _, _ = setup(jwks_server)
+    assert validator.validate(make_token(keys.rsa, kid="same"), trust).kid == "same"
+    assert validator.validate(make_token(keys.rsa_b, kid="same"), trust).kid == "same"
+
+
+def test_an_unpaired_surrogate_in_a_claim_is_refused(keys: Keys, jwks_server: JwksServer) -> None:
+    jwks_server.serve(jwk(keys.rsa, "k1"))
+    validator, trust, _, _ = setup(jwks_server)
+    payload = json.dumps(claims(sub="agent\ud800")).encode()  # ensure_ascii: the escape \\ud800
+    assert b"\\ud800" in payload
+    assert refused(validator, make_token(keys.rsa, payload), trust) == (
+        TOKEN_INVALID,
+        "malformed payload: a string holds an unpaired UTF-16 surrogate escape",
+    )
+    paired = json.dumps(claims(sub="agent\U0001f600")).encode()  # \\ud83d\\ude00: one character
+    assert validator.validate(make_token(keys.rsa, paired), trust).subject == "agent\U0001f600"

@@ -35,7 +35,6 @@ import functools
 import hashlib
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +44,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from agentceiling.domain.models import DEFAULT_POLICY, Entity, Profile, Registration, normalize_issuer
+from agentceiling.domain.validation import URL_MAX
 from agentceiling.policy import (
     ACL,
     AliasInfo,
@@ -60,6 +60,7 @@ from agentceiling.policy import (
 )
 from agentceiling.service import audit_record
 from agentceiling.service.directory import Directory, StaleDirectory
+from agentceiling.store.audit_log import JWT_LIKE, looks_like_jwt
 from agentceiling.tokens import TokenError, TokenValidator, TrustConfig, UnverifiedToken, ValidatedToken, peek
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ OPERATIONS = frozenset({"read", "create", "update", "patch", "delete", "list", "
 RAR_NO_MATCH_TEXT = "No valid authorization_details claim found matching this request."
 MAX_PATH_CHARS = 8192
 MAX_NAMESPACE_CHARS = 1024
+MAX_ISSUER_CHARS = URL_MAX
+"""A profile's normalised issuer is at most this long (domain/validation.py)."""
 
 
 class Code:
@@ -163,6 +166,9 @@ class _TokenFacts:
     audit: tuple[str, str, str, str]
     """The token's part of the audit metadata, scrubbed: jwt_unique_id, jwt_issuer, the JSON of
     jwt_audience_claim, jwt_transaction_claim."""
+    key_epoch: object
+    """The profile's key epoch the signature was checked under: reused only while it holds (a key
+    removed from the JWKS, or keys past their stale limit, make the token be checked again)."""
 
 
 @dataclass(slots=True)
@@ -276,7 +282,6 @@ def utc_timestamp(now: float | None = None) -> str:
 
 # Anything that looks like a compact JWS/JWT (what the audit log refuses to store: it never holds
 # a token). Requests and claims are attacker-influenced; their JWT-looking parts are redacted.
-_JWS = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted: looks like a JWT]"
 _MAX_AUDIT_DEPTH = 16
 
@@ -288,7 +293,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     are enough and much cheaper than ``isinstance`` against the ABCs; anything else is repr'd."""
     t = type(value)
     if t is str:
-        return _JWS.sub(REDACTED, value) if "eyJ" in value else value
+        return JWT_LIKE.sub(REDACTED, value) if ("ey" in value or "ew" in value) else value
     if value is None or t is bool or t is int:
         return value
     if t is float:
@@ -297,7 +302,8 @@ def _scrub(value: Any, depth: int = 0) -> Any:
         return "[truncated: nested too deeply]"
     if t is dict:
         return {
-            (k if type(k) is str and "eyJ" not in k else _scrub(str(k))): _scrub(v, depth + 1) for k, v in value.items()
+            (k if type(k) is str and not looks_like_jwt(k) else _scrub(str(k))): _scrub(v, depth + 1)
+            for k, v in value.items()
         }
     if t is list or t is tuple:
         return [_scrub(v, depth + 1) for v in value]
@@ -305,7 +311,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 
 
 def _text(value: str) -> str:
-    return _JWS.sub(REDACTED, value) if "eyJ" in value else value
+    return JWT_LIKE.sub(REDACTED, value) if ("ey" in value or "ew" in value) else value
 
 
 # ---------------------------------------------------------------- the authorizer
@@ -409,7 +415,9 @@ class Authorizer:
             except ValueError as exc:
                 return profile, str(exc)
 
-        return self.directory.memo(("trust", namespace, issuer_norm), load)
+        if len(issuer_norm) > MAX_ISSUER_CHARS:  # no profile can have it: no lookup, nothing cached
+            return None
+        return self.directory.memo(("trust", namespace, issuer_norm), load, few_misses=True)
 
     def _token(self, token: str, namespace: str, trace: _Trace) -> tuple[Profile, _TokenFacts]:
         if not token:
@@ -440,13 +448,15 @@ class Authorizer:
         if isinstance(trust, str):
             raise Refusal(Code.UNAVAILABLE, f'the profile "{profile.profile_name}" is unusable: {trust}')
         key = trust.cache_key
-        if (
-            facts is not None
-            and facts.trust_key == key
-            and self.clock() < facts.token.expires_at + trust.clock_skew_leeway
-        ):
-            return profile, facts
         try:
+            epoch = self.validator.key_epoch(trust)  # read before validating: a rotation meanwhile re-checks
+            if (
+                facts is not None
+                and facts.trust_key == key
+                and facts.key_epoch == epoch
+                and self.clock() < facts.token.expires_at + trust.clock_skew_leeway
+            ):
+                return profile, facts
             validated = self.validator.validate(unverified, trust)
         except TokenError as exc:
             raise Refusal(str(exc.code), exc.reason) from None
@@ -464,6 +474,7 @@ class Authorizer:
                 audit_record.strings_json(map(_text, validated.audiences)),
                 _text(validated.transaction_claim or ""),
             ),
+            epoch,
         )
         # Admission on the second sighting: a token presented once costs no cache entry (no
         # objects for the garbage collector to scan), only a key in the "seen" set.

@@ -35,6 +35,13 @@ _MISSING = object()
 class _Generation:
     number: int
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    misses: dict[tuple[Any, ...], None] = field(default_factory=dict)
+    """Lookups that found nothing, kept apart and few: their keys come from unverified tokens
+    (any ``iss`` at all), so they must not crowd out, or grow, the real entries."""
+
+
+#: Remembered lookups that found nothing, per generation (then the oldest half is dropped).
+MAX_MISSES = 4096
 
 
 class StaleDirectory(Exception):
@@ -119,13 +126,24 @@ class Directory:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def memo(self, key: tuple[Any, ...], load: Callable[[], V]) -> V:
+    def memo(self, key: tuple[Any, ...], load: Callable[[], V], *, few_misses: bool = False) -> V:
         """Memoise ``load()`` under ``key`` for the current generation. Safe under races: the
-        worst case is that two threads both load the same value."""
+        worst case is that two threads both load the same value. With ``few_misses`` a ``None``
+        result is remembered in the small, bounded set of misses instead (for keys an
+        unauthenticated caller chooses)."""
         gen = self._gen
         value = gen.memo.get(key, _MISSING)
         if value is _MISSING:
+            if few_misses and key in gen.misses:
+                return cast(V, None)
             value = load()
+            if value is None and few_misses:
+                misses = gen.misses
+                if len(misses) >= MAX_MISSES:
+                    for old in list(misses)[: MAX_MISSES // 2]:
+                        misses.pop(old, None)
+                misses[key] = None
+                return cast(V, None)
             if len(gen.memo) >= self.max_entries:
                 gen.memo.clear()
             gen.memo[key] = value
@@ -138,7 +156,7 @@ class Directory:
             with self.db.read() as conn:
                 return repo.get_profile_by_issuer(conn, namespace, issuer_norm)
 
-        return self.memo(("profile", namespace, issuer_norm), load)
+        return self.memo(("profile", namespace, issuer_norm), load, few_misses=True)
 
     def alias(self, namespace: str, issuer_norm: str, external_id: str) -> Alias | None:
         def load() -> Alias | None:

@@ -99,10 +99,17 @@ _DIR_MODE: Final = 0o700
 _CHUNK: Final = 64 * 1024
 _RECORD_KEYS: Final = frozenset({"decision", "hash", "prev_hash", "seq", "time"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-# A compact JWS/JWT (or the first three parts of a JWE): base64url header that decodes to '{"...',
-# then two more base64url parts (the payload of a detached JWS and the signature of an unsecured JWT
-# may be empty).  The minimum header length keeps ordinary words containing "eyJ" from matching.
-_JWS = re.compile(r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# A compact JWS/JWT (or the first three parts of a JWE): a base64url header that decodes to a JSON
+# object -- '{"', '{"1', '{ "', '{\n', '{\r' and '{\t' begin eyJ, eyI, eyA, ewo, ew0 and ewk -- then
+# two more base64url parts (the payload of a detached JWS and the signature of an unsecured JWT may
+# be empty). The minimum header length keeps ordinary words from matching; there is no word
+# boundary, so a token glued to other text (``x_<token>``) is found too.
+JWT_LIKE = re.compile(r"e(?:yJ|yI|yA|wo|w0|wk)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+
+
+def looks_like_jwt(text: str) -> bool:
+    """Whether ``text`` holds something that looks like a raw token (which the log never stores)."""
+    return ("ey" in text or "ew" in text) and JWT_LIKE.search(text) is not None
 
 
 def _canonical(obj: Any) -> str:
@@ -848,7 +855,7 @@ class AuditLog:
         decision = dict(decision)
         _check_keys(decision, 0)
         text = _canonical(decision)  # TypeError/ValueError for non-JSON values, NaN
-        if "eyJ" in text and _JWS.search(text):
+        if looks_like_jwt(text):
             raise ValueError(
                 "audit decision contains a string that looks like a raw JWT/JWS; "
                 "the audit log never stores tokens (log its SHA-256 instead)"
@@ -864,7 +871,7 @@ class AuditLog:
             raise TypeError(f"decision must be a str, not {type(decision).__name__}")
         if not (decision.startswith("{") and decision.endswith("}") and decision.isascii()):
             raise ValueError("audit decision is not the canonical JSON of an object")
-        if "eyJ" in decision and _JWS.search(decision):
+        if looks_like_jwt(decision):
             raise ValueError(
                 "audit decision contains a string that looks like a raw JWT/JWS; "
                 "the audit log never stores tokens (log its SHA-256 instead)"

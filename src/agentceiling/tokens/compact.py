@@ -84,16 +84,28 @@ def _decode_alphabet_checked(segment: str) -> bytes:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
+#: A JSON escape of a UTF-16 surrogate (``\ud800``-``\udfff``): paired, it spells one character;
+#: unpaired, it decodes to a Python string that no encoder (and no database) accepts.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json_object(raw: bytes, what: str) -> dict[str, Any]:
-    """Parse UTF-8 JSON that must be an object, refusing duplicate members and NaN/Infinity."""
+    """Parse UTF-8 JSON that must be an object, refusing duplicate members, NaN/Infinity and
+    unpaired surrogate escapes."""
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        value = _DECODER.decode(text)
     except _Malformed as exc:
         raise invalid(f"malformed {what}: {exc}") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise invalid(f"malformed {what}: invalid JSON") from None
     if not isinstance(value, dict):
         raise invalid(f"malformed {what}: not a JSON object")
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid(f"malformed {what}: a string holds an unpaired UTF-16 surrogate escape") from None
     return value
 
 

@@ -24,8 +24,11 @@ fetch, has no size cap, no serve-stale after its lifespan, and leaks ``json.JSON
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import http.client
 import json
+import socket
 import ssl
 import threading
 import time
@@ -70,6 +73,8 @@ class KeySet:
     unusable: Mapping[str, str]
     """kid -> why that entry was skipped (only kids with no usable entry)."""
     fetched_at: float
+    digest: str = ""
+    """SHA-256 of the document: equal for a refetch of the same keys."""
 
     def resolve(self, kid: str | None) -> tuple[VerificationKey, ...] | None:
         """Keys for ``kid``; ``None`` when the kid is unknown. Raises for kid-less ambiguity."""
@@ -101,7 +106,7 @@ def parse_jwks(body: bytes, fetched_at: float) -> KeySet:
     for entry in raw_keys:
         try:
             key = key_from_jwk(entry)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # TypeError: a member of an unexpected JSON type
             kid = entry.get("kid") if isinstance(entry, dict) else None
             if isinstance(kid, str):
                 unusable.setdefault(kid, str(exc))
@@ -113,7 +118,8 @@ def parse_jwks(body: bytes, fetched_at: float) -> KeySet:
         raise _FetchError("no usable signing keys in the key set")
     for kid in by_kid:
         unusable.pop(kid, None)
-    return KeySet(tuple(keys), {k: tuple(v) for k, v in by_kid.items()}, unusable, fetched_at)
+    digest = hashlib.sha256(body).hexdigest()
+    return KeySet(tuple(keys), {k: tuple(v) for k, v in by_kid.items()}, unusable, fetched_at, digest)
 
 
 @dataclass(slots=True)
@@ -184,6 +190,16 @@ class JwksClient:
     def last_error(self) -> str | None:
         """Why the most recent fetch failed (``None`` if it succeeded or none happened)."""
         return self._last_error
+
+    @property
+    def epoch(self) -> object:
+        """Changes whenever the keys this source would use change (a new key set, or the current
+        one aging past the stale limit), so that work cached on the strength of a key (a token
+        already verified) can be redone: a key removed from the JWKS stops vouching for tokens."""
+        keyset = self._keyset
+        if keyset is None or self._clock() - keyset.fetched_at > self._stale_limit:
+            return object()  # equal to nothing: no key is currently vouched for
+        return keyset.digest
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -282,6 +298,18 @@ class JwksClient:
             conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._ssl)
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+
+        def expire() -> None:
+            # The whole fetch's deadline, whatever it is doing: a server that drips a byte at a
+            # time never trips a per-read timeout, so shut the socket under it.
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(self._timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.connect()
             sock = conn.sock
@@ -313,8 +341,11 @@ class JwksClient:
         except TimeoutError:
             raise _FetchError(f"timed out after {self._timeout:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
+            if time.monotonic() >= deadline:
+                raise _FetchError(f"timed out after {self._timeout:g} s") from None
             raise _FetchError(f"connection failed: {type(exc).__name__}") from None
         finally:
+            watchdog.cancel()
             conn.close()
 
 

@@ -209,6 +209,8 @@ def key_from_jwk(jwk: object) -> VerificationKey:
     key, description, algorithms = _describe_and_algorithms(public_key)
     alg = jwk.get("alg")
     if alg is not None:
+        if not isinstance(alg, str):
+            raise ValueError('member "alg" is not a string')
         if alg not in algorithms:
             raise ValueError(f"alg {alg!r} does not fit a {description} key")
         algorithms = frozenset({alg})

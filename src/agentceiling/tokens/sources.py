@@ -29,6 +29,12 @@ class KeySource(Protocol):
         ``TokenError`` (``TOKEN_INVALID`` for an unknown kid, ``UNAVAILABLE`` if keys cannot be had)."""
         ...
 
+    @property
+    def epoch(self) -> object:
+        """A value that changes whenever the keys change (a token verified under one epoch must be
+        verified again under another)."""
+        ...
+
 
 KeySourceFactory = Callable[[TrustConfig], KeySource]
 
@@ -55,6 +61,9 @@ class StaticKeySource:
         self._by_kid = {k: tuple(v) for k, v in by_kid.items()}
         self._unusable = {k: v for k, v in unusable.items() if k not in by_kid}
         self._count = count
+
+    #: Static keys change only with the profile (and so with its trust configuration).
+    epoch: object = 0
 
     def get_keys(self, kid: str | None) -> tuple[VerificationKey, ...]:
         if kid is None:

@@ -106,6 +106,11 @@ class TokenValidator:
         self._profiles: dict[str, _Profile] = {}
         self._lock = threading.Lock()
 
+    def key_epoch(self, trust: TrustConfig) -> object:
+        """The epoch of the profile's keys (see ``KeySource.epoch``): a token validated under one
+        value must be validated again once it changes. Raises ``TokenError`` like ``validate``."""
+        return self._profile(trust).keys.epoch
+
     def validate(self, token: str | UnverifiedToken, trust: TrustConfig) -> ValidatedToken:
         """Validate ``token`` (its text, or what :func:`peek` made of it) against ``trust``."""
         try:
@@ -173,10 +178,11 @@ class TokenValidator:
             header, alg, kid = checked
 
         candidates = profile.keys.get_keys(kid)
-        key = _fitting_key(candidates, alg, kid)
+        keys = _fitting_keys(candidates, alg, kid)
         signature = decode_signature(s64)
         signing_input = token[: len(h64) + 1 + len(p64)].encode("ascii")
-        if not verify_signature(key, alg, signing_input, signature):
+        # Several keys may share a kid (RFC 7517 only says kids SHOULD differ): any of them may sign.
+        if not any(verify_signature(key, alg, signing_input, signature) for key in keys):
             raise invalid("signature verification failed")
 
         if claims is None:
@@ -224,10 +230,10 @@ def _check_header(header: Mapping[str, Any], profile: _Profile) -> tuple[str, st
     return alg, kid
 
 
-def _fitting_key(candidates: tuple[VerificationKey, ...], alg: str, kid: str | None) -> VerificationKey:
-    for key in candidates:
-        if alg in key.algorithms:
-            return key
+def _fitting_keys(candidates: tuple[VerificationKey, ...], alg: str, kid: str | None) -> list[VerificationKey]:
+    fitting = [key for key in candidates if alg in key.algorithms]
+    if fitting:
+        return fitting
     first = candidates[0]
     name = f"key {quote(kid)}" if kid is not None else "the key"
     raise invalid(f"alg {quote(alg)} does not fit {name} ({first.description})")
