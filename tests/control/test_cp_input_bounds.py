@@ -6,18 +6,25 @@ INVALID_ARGUMENT (or the precise status) the same way, never INTERNAL or RESOURC
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa, x25519
-from cryptography.x509.oid import NameOID
 from google.rpc import error_details_pb2, status_pb2
-from test_cp_support import EC_PUBLIC_PEM, C, Client, expect, expect_invalid, rpc_error, uniq, violations
+from test_cp_support import (
+    EC_PUBLIC_PEM,
+    C,
+    Client,
+    expect,
+    expect_invalid,
+    rpc_error,
+    self_signed_certificate,
+    uniq,
+    violations,
+)
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling.api.errors import DETAILS_BUDGET, MESSAGE_BUDGET, bound_message, bound_violations, to_status
@@ -332,20 +339,7 @@ def _rsa_512() -> str:
 
 
 def _rsa_1024_certificate() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weak")])
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed_certificate(rsa.generate_private_key(public_exponent=65537, key_size=1024))
 
 
 RULES = "accepted: RSA of 2048 to 8192 bits, EC P-256, P-384 or P-521, Ed25519"

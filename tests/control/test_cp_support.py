@@ -257,7 +257,8 @@ def _pem_private(key: Any) -> str:
     )
 
 
-def _certificate(key: ec.EllipticCurvePrivateKey) -> str:
+def self_signed_certificate(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> str:
+    """A self-signed PEM certificate for ``key`` (tests only)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agentceiling test")])
     now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     cert = (
@@ -279,6 +280,6 @@ _ED = ed25519.Ed25519PrivateKey.generate()
 EC_PUBLIC_PEM = _pem_public(_EC)
 RSA_PUBLIC_PEM = _pem_public(_RSA)
 ED_PUBLIC_PEM = _pem_public(_ED)
-CERT_PEM = _certificate(_EC)
+CERT_PEM = self_signed_certificate(_EC)
 EC_PRIVATE_PEM = _pem_private(_EC)
 RSA_PRIVATE_PEM = _pem_private(_RSA)
