@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,26 @@ def test_idle_server_stops_cleanly(tmp_path: Path, sig: int) -> None:
     assert srv.stop(sig) == 0, srv.log()[-3000:]
     assert time.monotonic() - start < 10
     assert "Traceback" not in srv.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_delivered_to_another_thread_still_stops_the_server(tmp_path: Path, sig: int) -> None:
+    """The kernel may hand a process-directed signal to any thread, gRPC's included: the server must
+    still stop (its main thread used to wait without a timeout, never to run the handler)."""
+    import ctypes
+    import os
+
+    srv = settle(start_server(tmp_path / "data"))
+    pid = srv.proc.pid
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert others, "the server has no threads besides the main one"
+    tgkill = ctypes.CDLL(None, use_errno=True).tgkill
+    assert tgkill(pid, others[-1], int(sig)) == 0, os.strerror(ctypes.get_errno())
+    with suppress(subprocess.TimeoutExpired):
+        srv.proc.wait(10)
+    rc = srv.stop(signal.SIGKILL, timeout=5)  # only if it is still running after 10 s
+    assert rc == 0, srv.log()[-3000:]
+    assert "shutting down" in srv.log() and "Traceback" not in srv.log()
 
 
 def test_sigterm_right_after_the_control_plane_is_healthy_is_graceful(tmp_path: Path) -> None:

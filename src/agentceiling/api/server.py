@@ -54,6 +54,14 @@ class ConfigError(Exception):
     """A configuration problem the operator must fix; reported without a traceback."""
 
 
+def wait_in_main_thread(event: threading.Event, tick: float = 0.2) -> None:
+    """Wait for ``event`` in the main thread without missing a signal. A signal may be delivered
+    to any thread (gRPC's own threads included); CPython then only flags it, and runs the handler
+    when the main thread next runs Python code, which a wait without a timeout may never do."""
+    while not event.wait(tick):
+        pass
+
+
 def _make_data_dir(data_dir: Path) -> None:
     if data_dir.exists() and not data_dir.is_dir():
         raise ConfigError(f"--data-dir {data_dir} is not a directory")
@@ -334,4 +342,4 @@ class Server:
             self.stop()
         else:
             self._serving()
-        self._done.wait()
+        wait_in_main_thread(self._done)

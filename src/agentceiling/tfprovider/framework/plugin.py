@@ -336,7 +336,8 @@ def serve(factory: ProviderFactory, environ: dict[str, str] | os._Environ[str] =
         return 1
     threading.Thread(target=_background, args=(served, env), name="warm-up", daemon=True).start()
     threading.Thread(target=_watch_parent, args=(state, parent), name="parent-watch", daemon=True).start()
-    state.shutdown.wait()
+    while not state.shutdown.wait(0.2):
+        pass  # a timed wait, so that a SIGTERM delivered to another thread is still handled here
     log.debug("shutting down")
     served.stop()
     return 0
