@@ -60,7 +60,7 @@ from agentceiling.policy import (
 )
 from agentceiling.service import audit_record
 from agentceiling.service.directory import Directory, StaleDirectory
-from agentceiling.store.audit_log import JWT_LIKE, looks_like_jwt
+from agentceiling.store.audit_log import looks_like_jwt, redact_jwts
 from agentceiling.tokens import TokenError, TokenValidator, TrustConfig, UnverifiedToken, ValidatedToken, peek
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
     are enough and much cheaper than ``isinstance`` against the ABCs; anything else is repr'd."""
     t = type(value)
     if t is str:
-        return JWT_LIKE.sub(REDACTED, value) if ("ey" in value or "ew" in value) else value
+        return _text(value)
     if value is None or t is bool or t is int:
         return value
     if t is float:
@@ -311,7 +311,7 @@ def _scrub(value: Any, depth: int = 0) -> Any:
 
 
 def _text(value: str) -> str:
-    return JWT_LIKE.sub(REDACTED, value) if ("ey" in value or "ew" in value) else value
+    return redact_jwts(value, REDACTED)
 
 
 # ---------------------------------------------------------------- the authorizer

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentceiling.tfprovider.framework.cty import CompiledType, format_path, parse_type, same, schema_type
+from agentceiling.tfprovider.framework.cty import format_path, parse_type, same, schema_type
 from agentceiling.tfprovider.framework.types import (
     UNKNOWN,
     Attribute,
@@ -153,10 +153,6 @@ def _match(b: Block, el: Obj, candidates: list[Obj]) -> Obj | None:
     return None
 
 
-def _same(t: CompiledType, a: Any, b: Any) -> bool:
-    return same(t, a, b)
-
-
 def check_config_preserved(
     schema: Schema, prior: Obj | None, planned: Obj, config: Obj, diags: Diagnostics
 ) -> None:
@@ -168,10 +164,10 @@ def check_config_preserved(
             continue
         t = parse_type(a.type)
         value = planned.get(a.name)
-        if _same(t, value, cfg):
+        if same(t, value, cfg):
             continue
         before = prior.get(a.name) if prior is not None else None
-        if cfg is not None and before is not None and _same(t, value, before):
+        if cfg is not None and before is not None and same(t, value, before):
             continue
         diags.error(
             "Invalid plan from the provider",
