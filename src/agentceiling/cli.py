@@ -41,6 +41,23 @@ def byte_size(text: str) -> int:
     return value
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
+MAX_TOKEN_LIFETIME_LIMIT = 365 * 86_400
+
+
+def token_lifetime(text: str) -> int:
+    """A duration of at least a minute and at most a year: ``3600``, ``90m``, ``12h``, ``30d``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d{1,12})\s*([smhd]?)\s*", text.lower())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text[:64]!r} (e.g. 3600, 90m, 12h, 30d)")
+    value = int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if not 60 <= value <= MAX_TOKEN_LIFETIME_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text.strip()!r} is out of range: at least 1m, at most 365d")
+    return value
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -103,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
         help="rotate the audit log when it reaches SIZE (e.g. 256M); 0: only on SIGHUP or "
         "`agentceiling audit rotate` [AGENTCEILING_AUDIT_ROTATE_BYTES]",
     )
+    serve.add_argument(
+        "--max-token-lifetime",
+        type=token_lifetime,
+        default=_env("MAX_TOKEN_LIFETIME", "30d"),
+        metavar="DURATION",
+        help="refuse agents' tokens living longer than this (exp - iat; exp - now without iat), e.g. 1h, "
+        "24h; default 30d [AGENTCEILING_MAX_TOKEN_LIFETIME]",
+    )
 
     db = sub.add_parser("db", help="database migrations")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -156,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         audit_rotate_bytes=args.audit_rotate_bytes,
+        max_token_lifetime=args.max_token_lifetime,
     )
     from agentceiling.service.authz_bootstrap import build_authz
 

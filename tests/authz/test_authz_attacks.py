@@ -18,7 +18,17 @@ from typing import Any
 
 import jwt
 import pytest
-from authz_support import Idp, World, b64url, free_port, make_world, path_access, sha256_hex, unsigned
+from authz_support import (
+    Idp,
+    World,
+    b64url,
+    free_port,
+    make_world,
+    path_access,
+    sha256_hex,
+    start_role,
+    unsigned,
+)
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agentceiling.store import audit_log
@@ -102,6 +112,29 @@ def test_expired_token(agent: World) -> None:
     assert agent.authorize(short, "secret/data/ci/app", "read").code == "ALLOWED"
     time.sleep(max(0.0, exp + 0.05 - time.time()))
     _refused(agent, short, "TOKEN_EXPIRED")
+
+
+def test_a_token_living_longer_than_the_cap_is_refused(agent: World) -> None:
+    idp = agent.idp
+    day = 86_400
+    assert agent.authorize(idp.token("target", READ, lifetime=30 * day), "secret/data/ci/app", "read").code == "ALLOWED"
+    reason = _refused(agent, idp.token("target", READ, lifetime=30 * day + 1))
+    assert reason == "token lifetime (exp - iat) exceeds the maximum of 30d"
+    # without iat, counted from now
+    reason = _refused(agent, idp.token("target", READ, lifetime=40 * day, omit=("iat",)))
+    assert reason == 'token expires later than 30d from now (and has no "iat")'
+
+
+def test_serve_max_token_lifetime_tightens_the_cap(tmp_path: Path, idp: Idp) -> None:
+    srv = start_role(tmp_path / "data", "", "all", env={"AGENTCEILING_MAX_TOKEN_LIFETIME": "1h"})
+    try:
+        w = make_world(srv, idp)
+        w.agent("target")
+        assert w.authorize(idp.token("target", READ, lifetime=3_600), "secret/data/ci/app", "read").code == "ALLOWED"
+        reason = _refused(w, idp.token("target", READ, lifetime=3_601))
+        assert reason == "token lifetime (exp - iat) exceeds the maximum of 1h"
+    finally:
+        assert srv.stop() == 0, srv.log()[-4000:]
 
 
 def test_duplicate_claims_and_junk(agent: World) -> None:

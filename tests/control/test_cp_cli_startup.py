@@ -289,3 +289,10 @@ def test_an_unknown_log_level_is_a_usage_error(tmp_path: Path) -> None:
     assert "invalid level 'loud'" in line
     ok = cli("--log-level", "debug", "db", "upgrade", "--data-dir", str(tmp_path))
     assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("value", ["5", "0", "366d", "-1h", "1w", "ten", "1e3"])
+def test_a_max_token_lifetime_out_of_range_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    run = cli("serve", "--data-dir", str(tmp_path / "data"), "--max-token-lifetime", value)
+    assert "argument --max-token-lifetime" in usage_error(run), run.stderr
+    assert not (tmp_path / "data").exists()

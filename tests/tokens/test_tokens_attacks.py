@@ -287,6 +287,42 @@ def test_leeway_honoured_both_ways(keys: Keys, validator: TokenValidator) -> Non
     )
 
 
+# --- §6 #15 a far-off exp: the lifetime cap ------------------------------------------------------
+
+
+def test_default_lifetime_cap_is_30_days(keys: Keys, validator: TokenValidator) -> None:
+    trust = static_trust(("k1", keys.rsa))
+    month = 30 * 86_400
+    assert validator.validate(make_token(keys.rsa, claims(iat=NOW - 10, exp=NOW - 10 + month)), trust)
+    assert refused(validator, make_token(keys.rsa, claims(iat=NOW - 10, exp=NOW - 9 + month)), trust) == invalid(
+        "token lifetime (exp - iat) exceeds the maximum of 30d"
+    )
+    # a hundred years ahead (well under the 2**40 bound of NumericDate)
+    assert refused(validator, make_token(keys.rsa, claims(iat=NOW, exp=NOW + 100 * 365 * 86_400)), trust) == invalid(
+        "token lifetime (exp - iat) exceeds the maximum of 30d"
+    )
+
+
+def test_lifetime_cap_without_iat_counts_from_now_with_the_leeway(keys: Keys) -> None:
+    validator = TokenValidator(KeySourceRegistry(), clock=lambda: float(NOW), max_lifetime=3_600)
+    trust = static_trust(("k1", keys.rsa), clock_skew_leeway=30)
+    assert validator.validate(make_token(keys.rsa, claims(iat=DROP, exp=NOW + 3_630)), trust)
+    assert refused(validator, make_token(keys.rsa, claims(iat=DROP, exp=NOW + 3_631)), trust) == invalid(
+        'token expires later than 1h from now (and has no "iat")'
+    )
+    # with iat, the issuer's own lifetime counts, wherever "now" is within the token's life
+    assert validator.validate(make_token(keys.rsa, claims(iat=NOW - 1_000, exp=NOW + 2_600)), trust)
+    assert refused(validator, make_token(keys.rsa, claims(iat=NOW - 1_000, exp=NOW + 2_601)), trust) == invalid(
+        "token lifetime (exp - iat) exceeds the maximum of 1h"
+    )
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_lifetime_cap_must_be_positive_seconds(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_lifetime"):
+        TokenValidator(KeySourceRegistry(), max_lifetime=bad)
+
+
 # --- iss / aud / required string claims ---------------------------------------------------------
 
 

@@ -44,6 +44,8 @@ class ServerConfig:
     grace_seconds: float = 15.0
     audit_rotate_bytes: int = 0
     """Rotate the audit log when it reaches this size (0: only on SIGHUP / `audit rotate`)."""
+    max_token_lifetime: int | None = None
+    """Longest token lifetime the authorization endpoint accepts, in seconds (None: the default)."""
 
     @property
     def url(self) -> str:

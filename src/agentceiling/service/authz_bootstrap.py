@@ -67,6 +67,7 @@ def build_authz(
     from agentceiling.service.directory import Directory
     from agentceiling.store.audit_log import AuditLog, AuditUnavailable
     from agentceiling.tokens import KeySourceRegistry, TokenValidator
+    from agentceiling.tokens.validator import DEFAULT_MAX_LIFETIME
 
     audit = AuditLog.open(audit_log_path(cfg.data_dir), rotate_bytes=cfg.audit_rotate_bytes)
     try:
@@ -74,7 +75,7 @@ def build_authz(
     except BaseException:
         audit.close()
         raise
-    validator = TokenValidator(KeySourceRegistry())
+    validator = TokenValidator(KeySourceRegistry(), max_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME)
 
     unhealthy: list[Callable[[], None]] = []
 

@@ -23,11 +23,17 @@ from .errors import ErrorCode, TokenError, invalid, quote
 from .keys import SUPPORTED_ALGORITHMS, VerificationKey, verify_signature
 from .sources import KeySource, KeySourceFactory
 
-__all__ = ["TokenValidator", "ValidatedToken"]
+__all__ = ["DEFAULT_MAX_LIFETIME", "TokenValidator", "ValidatedToken"]
 
 _MAX_KID = 256
 _MAX_CACHED_HEADERS = 256
 _MAX_NUMERIC_DATE = 2**40  # ~ year 36812: anything later is a "never expires" trick
+
+DEFAULT_MAX_LIFETIME = 30 * 86_400
+"""Longest accepted token lifetime, in seconds (``exp - iat``; ``exp - now`` without ``iat``):
+standards-idp §6 #15, a far-off ``exp`` is a token that never expires. 30 days is the longest
+access-token lifetime the common IdPs can be configured to issue (Auth0's maximum); agents' tokens
+are normally minutes to hours, and ``agentceiling serve --max-token-lifetime`` tightens it."""
 _MISSING: Any = object()
 
 # RFC 9068 §4: typ must be at+jwt (media types compare case-insensitively; RFC 7515 §4.1.9: the
@@ -100,9 +106,18 @@ class TokenValidator:
 
     _MAX_PROFILES = 4096
 
-    def __init__(self, key_source_factory: KeySourceFactory, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        key_source_factory: KeySourceFactory,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_lifetime: int = DEFAULT_MAX_LIFETIME,
+    ) -> None:
+        if not isinstance(max_lifetime, int) or isinstance(max_lifetime, bool) or max_lifetime <= 0:
+            raise ValueError("max_lifetime must be a positive number of seconds")
         self._factory = key_source_factory
         self._clock = clock
+        self.max_lifetime = max_lifetime
         self._profiles: dict[str, _Profile] = {}
         self._lock = threading.Lock()
 
@@ -187,7 +202,7 @@ class TokenValidator:
 
         if claims is None:
             claims = decode_segment(p64, "payload")
-        return _check_claims(claims, header, alg, kid, profile, self._clock(), token)
+        return _check_claims(claims, header, alg, kid, profile, self._clock(), token, self.max_lifetime)
 
 
 def _check_header(header: Mapping[str, Any], profile: _Profile) -> tuple[str, str | None]:
@@ -228,6 +243,13 @@ def _check_header(header: Mapping[str, Any], profile: _Profile) -> tuple[str, st
     if kid is not None and (not isinstance(kid, str) or not 0 < len(kid) <= _MAX_KID):
         raise invalid(f'header "kid" must be a non-empty string of at most {_MAX_KID} characters')
     return alg, kid
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _fitting_keys(candidates: tuple[VerificationKey, ...], alg: str, kid: str | None) -> list[VerificationKey]:
@@ -293,6 +315,7 @@ def _check_claims(
     profile: _Profile,
     now: float,
     token: str,
+    max_lifetime: int,
 ) -> ValidatedToken:
     exp = _numeric_date(claims, "exp")
     nbf = _numeric_date(claims, "nbf")
@@ -306,6 +329,13 @@ def _check_claims(
         raise invalid("token is not yet valid (nbf)")
     if iat is not None and iat > now + leeway:
         raise invalid('claim "iat" is in the future')
+    # standards-idp §6 #15: a far-off exp is a token that never expires (and a cache entry that
+    # never leaves). Issued-at is the issuer's word; without it, count from now (with the leeway).
+    if iat is not None:
+        if exp - iat > max_lifetime:
+            raise invalid(f"token lifetime (exp - iat) exceeds the maximum of {_duration(max_lifetime)}")
+    elif exp - now > max_lifetime + leeway:
+        raise invalid(f'token expires later than {_duration(max_lifetime)} from now (and has no "iat")')
 
     # RFC 9068 §4 / Vault: iss must match the profile's issuer (after Vault's issuer_id
     # normalisation: case and trailing slash).
