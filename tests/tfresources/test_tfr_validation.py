@@ -10,7 +10,9 @@ from agentceiling.tfprovider.client import AddressError, field_path, join_namesp
 from agentceiling.tfprovider.framework.types import UNKNOWN, Diagnostics
 from agentceiling.tfprovider.resources import (
     AgentRegistration,
+    IdentityEntity,
     IdentityEntityAlias,
+    IdentityEntityPolicies,
     OAuthResourceServerConfigProfile,
     Policy,
 )
@@ -108,6 +110,33 @@ def test_profile_pem_checks() -> None:
     assert "private key" in paths[("public_keys", 0, "pem")]
     assert ("public_keys", 1, "pem") in paths
     assert "already used" in paths[("public_keys", 2, "key_id")]
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        ("", "A policy name cannot be empty."),
+        ("  ", "A policy name cannot be empty."),
+        ("a b", 'Invalid policy name "a b".'),
+        ("/lead", 'Invalid policy name "/lead".'),
+        ("trail/", 'Invalid policy name "trail/".'),
+        ("zero\u200bwidth", "invisible"),
+    ],
+)
+def test_policy_lists_refuse_at_plan_what_the_server_refuses_at_apply(name: str, detail: str) -> None:
+    """An entity's policies, an entity_policies' policies and a registration's ceiling_policies:
+    the control plane's own policy-name check, on the attribute, before anything is applied."""
+    entity, owned, reg = IdentityEntity(), IdentityEntityPolicies(), AgentRegistration()
+    cases = [
+        (entity, {"name": "e", "policies": ["ok", name]}, ("policies",)),
+        (owned, {"entity_id": "e", "policies": ["ok", name]}, ("policies",)),
+        (reg, {"display_name": "a", "entity_id": "e", "ceiling_policies": ["ok", name]}, ("ceiling_policies", 1)),
+    ]
+    for resource, over, path in cases:
+        config = {a.name: None for a in resource.schema.attributes}
+        config.update(over)
+        errors = _validate(resource, config)
+        assert len(errors) == 1 and errors[0][2] == path and detail in errors[0][1], (resource, errors)
 
 
 def test_registration_ceiling_checks_and_uuid_import() -> None:

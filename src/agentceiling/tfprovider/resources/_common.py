@@ -65,6 +65,19 @@ def check_not_blank(config: Mapping[str, Any], diags: Diagnostics, name: str, wh
         diags.error(f"Invalid {name}", f"{what or name} cannot be empty.", (name,))
 
 
+def policy_name_problem(name: str, root_message: str) -> str | None:
+    """What the control plane would refuse in one name of a policy list (an entity's policies, a
+    registration's ceiling), said at plan time instead of at apply."""
+    if not name.strip():
+        return "A policy name cannot be empty."
+    if name == "root":
+        return root_message
+    from agentceiling.domain.validation import policy_name_problem as problem  # the server's own check
+
+    found = problem(name)
+    return f"{found[0].upper()}{found[1:]}." if found else None
+
+
 def http_url_problem(value: str) -> str | None:
     """None when ``value`` is an absolute http(s) URL, else what is wrong with it."""
     try:

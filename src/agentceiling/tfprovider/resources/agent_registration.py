@@ -27,6 +27,7 @@ from agentceiling.tfprovider.resources._common import (
     VaultResource,
     check_namespace,
     import_namespace,
+    policy_name_problem,
     str_back,
     value_or,
     wholly_known,
@@ -127,20 +128,11 @@ class AgentRegistration(VaultResource):
             for i, name in enumerate(policies):
                 if not isinstance(name, str):
                     continue
-                if name == "root":
-                    diags.error(
-                        "Invalid ceiling_policies",
-                        '"root" cannot be used as a ceiling policy.',
-                        ("ceiling_policies", i),
-                    )
-                elif not name:
-                    diags.error(
-                        "Invalid ceiling_policies", "A policy name cannot be empty.", ("ceiling_policies", i)
-                    )
+                problem = policy_name_problem(name, '"root" cannot be used as a ceiling policy.')
+                if problem:
+                    diags.error("Invalid ceiling_policies", problem, ("ceiling_policies", i))
                 elif name in seen:
-                    diags.error(
-                        "Invalid ceiling_policies", f'"{name}" is listed twice.', ("ceiling_policies", i)
-                    )
+                    diags.error("Invalid ceiling_policies", f'"{name}" is listed twice.', ("ceiling_policies", i))
                 seen.add(name)
 
     def modify_plan(
@@ -177,9 +169,7 @@ class AgentRegistration(VaultResource):
             owner=value_or(values.get("owner"), ""),
             ceiling_policies=list(policies),
             no_default_ceiling_policy=bool(value_or(values.get("no_default_ceiling_policy"), False)),
-            optional_authorization_details=bool(
-                value_or(values.get("optional_authorization_details"), False)
-            ),
+            optional_authorization_details=bool(value_or(values.get("optional_authorization_details"), False)),
         )
 
     def _from_api(self, r: Any, previous: dict[str, Any], *, timestamps: bool = True) -> dict[str, Any]:
@@ -228,9 +218,7 @@ class AgentRegistration(VaultResource):
         if ident and ident is not UNKNOWN:
             request = cp.pb.ReadRegistrationRequest(namespace=ns, id=ident)
         else:
-            request = cp.pb.ReadRegistrationRequest(
-                namespace=ns, display_name=state.get("display_name") or ""
-            )
+            request = cp.pb.ReadRegistrationRequest(namespace=ns, display_name=state.get("display_name") or "")
         return self.read_back(cp, diags, request, state)
 
     def update(
@@ -260,9 +248,7 @@ class AgentRegistration(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return
-        request = cp.pb.DeleteRegistrationRequest(
-            namespace=cp.namespace(state.get("namespace")), id=state["id"]
-        )
+        request = cp.pb.DeleteRegistrationRequest(namespace=cp.namespace(state.get("namespace")), id=state["id"])
         self.remove(cp, diags, request, state)
 
     def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:

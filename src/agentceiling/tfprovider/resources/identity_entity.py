@@ -24,6 +24,7 @@ from agentceiling.tfprovider.resources._common import (
     import_namespace,
     list_back,
     map_back,
+    policy_name_problem,
     value_or,
 )
 
@@ -78,16 +79,14 @@ class IdentityEntity(VaultResource):
         check_namespace(config, diags)
         name = config.get("name")
         if isinstance(name, str) and not name.strip():
-            diags.error(
-                "Invalid name", "name cannot be empty: leave it out to have one generated.", ("name",)
-            )
+            diags.error("Invalid name", "name cannot be empty: leave it out to have one generated.", ("name",))
         policies = config.get("policies")
         if isinstance(policies, list):
             for name in policies:
-                if name == "root":
-                    diags.error("Invalid policies", '"root" cannot be attached to an entity.', ("policies",))
-                elif name == "":
-                    diags.error("Invalid policies", "A policy name cannot be empty.", ("policies",))
+                if isinstance(name, str):
+                    problem = policy_name_problem(name, '"root" cannot be attached to an entity.')
+                    if problem:
+                        diags.error("Invalid policies", problem, ("policies",))
         if config.get("external_policies") is True and isinstance(policies, list) and policies:
             # terraform-provider-vault ignores policies then (a DiffSuppressFunc): so do we, aloud.
             diags.warning(
@@ -118,9 +117,7 @@ class IdentityEntity(VaultResource):
             "id": e.id,
             "namespace": previous.get("namespace"),
             "name": e.name,
-            "policies": previous.get("policies")
-            if external
-            else list_back(e.policies, previous.get("policies")),
+            "policies": previous.get("policies") if external else list_back(e.policies, previous.get("policies")),
             "metadata": map_back(e.metadata, previous.get("metadata")),
             "disabled": bool(e.disabled),
             "external_policies": external,

@@ -24,6 +24,7 @@ from agentceiling.tfprovider.resources._common import (
     VaultResource,
     check_namespace,
     import_namespace,
+    policy_name_problem,
     value_or,
 )
 
@@ -71,10 +72,10 @@ class IdentityEntityPolicies(VaultResource):
         policies = config.get("policies")
         if isinstance(policies, list):
             for name in policies:
-                if name == "root":
-                    diags.error("Invalid policies", '"root" cannot be attached to an entity.', ("policies",))
-                elif isinstance(name, str) and not name.strip():
-                    diags.error("Invalid policies", "A policy name cannot be empty.", ("policies",))
+                if isinstance(name, str):
+                    problem = policy_name_problem(name, '"root" cannot be attached to an entity.')
+                    if problem:
+                        diags.error("Invalid policies", problem, ("policies",))
 
     # ---------------------------------------------------------------- the entity, read and edited
 
