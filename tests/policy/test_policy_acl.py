@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any
 
 import pytest
 
 from agentceiling.policy import ACL, AliasInfo, GroupInfo, TemplateContext, parse_policy
+from agentceiling.policy._pattern import accepts, step
 
 
 def acl(*texts: str, ctx: TemplateContext | None = None) -> ACL:
@@ -301,6 +304,123 @@ def test_a_deny_rule_renders_an_empty_metadata_value_as_vault_does() -> None:
     unnamed = TemplateContext(entity_id="ent-2", entity_name="", metadata={})
     nameless = acl(rule("secret/*", "read") + rule("secret/{{identity.entity.name}}/*", "deny"), ctx=unnamed)
     assert [r.pattern for r in nameless.rules] == ["secret/*"]
+
+
+def team(value: str) -> TemplateContext:
+    return TemplateContext(entity_id="ent-1", entity_name="alice", metadata={"team": value})
+
+
+TEAM = "{{identity.entity.metadata.team}}"
+
+
+@pytest.mark.parametrize("value", ["ops+1", "ops*", "a}}b", "a{{b", "+", "*", "+*", "a/+/b", "{{identity.entity.id}}"])
+def test_a_deny_rule_keeps_a_value_with_wildcards_or_braces_literally(value: str) -> None:
+    """Vault inserts the value verbatim; the deny must not vanish (that would let the broader grant
+    decide). The value's characters are ordinary characters: the deny covers exactly the path that
+    contains them, not a glob."""
+    a = acl(rule("secret/data/*", "read") + rule(f"secret/data/{TEAM}/admin", "deny"), ctx=team(value))
+    r = a.check(f"secret/data/{value}/admin", "read")
+    assert not r.allowed and r.code == "EXPLICIT_DENY"
+    assert r.matched_pattern == f"secret/data/{value}/admin"
+    assert a.check("secret/data/ops/admin", "read").allowed
+    assert a.check("secret/data/x/admin", "read").allowed
+    assert a.check(f"secret/data/{value}/other", "read").allowed
+
+
+def test_a_wildcard_in_a_rendered_deny_value_is_not_a_glob() -> None:
+    # a '*' from the value at the end of the path: the exact path, not a prefix
+    a = acl(rule("secret/*", "read") + rule(f"secret/{TEAM}", "deny"), ctx=team("ops*"))
+    assert not a.check("secret/ops*", "read").allowed
+    assert a.check("secret/ops", "read").allowed and a.check("secret/opsx", "read").allowed
+    assert [r.kind for r in a.rules if r.is_deny] == ["exact"]
+    # a '+' from the value as a whole segment: that segment, not any segment
+    a = acl(rule("secret/*", "read") + rule(f"secret/{TEAM}/x", "deny"), ctx=team("+"))
+    assert not a.check("secret/+/x", "read").allowed
+    assert a.check("secret/a/x", "read").allowed
+    # the template's own glob stays a glob; '+*' is then literal '+' followed by a glob
+    a = acl(rule("secret/*", "read") + rule(f"secret/{TEAM}*", "deny"), ctx=team("+"))
+    assert not a.check("secret/+", "read").allowed and not a.check("secret/+a/b", "read").allowed
+    assert a.check("secret/a", "read").allowed
+    # the template's own '+' stays a wildcard next to a literal '+'
+    a = acl(rule("secret/*", "read") + rule(f"secret/{TEAM}/+", "deny"), ctx=team("+"))
+    assert not a.check("secret/+/a", "read").allowed and not a.check("secret/+/+", "read").allowed
+    assert a.check("secret/a/a", "read").allowed and a.check("secret/a/+", "read").allowed
+    # LIST resolution sees the literal deny too
+    a = acl(rule("kv/+", "list") + rule(f"kv/{TEAM}/*", "deny"), ctx=team("+"))
+    assert not a.check("kv/+/", "list").allowed
+    assert a.check("kv/a/", "list").allowed
+
+
+def test_a_literal_deny_is_not_merged_with_the_glob_of_the_same_text() -> None:
+    a = acl(rule("secret/ops*", "read"), rule(f"secret/{TEAM}", "deny"), ctx=team("ops*"))
+    assert sorted((r.pattern, r.kind) for r in a.rules) == [("secret/ops*", "exact"), ("secret/ops*", "prefix")]
+    assert not a.check("secret/ops*", "read").allowed
+    assert a.check("secret/opsx", "read").allowed and a.check("secret/ops", "read").allowed
+    # same text, same literal reading: one rule, deny wins as usual
+    b = acl(rule(f"secret/{TEAM}", "deny"), rule(f"secret/{TEAM}", "deny"), ctx=team("ops*"))
+    assert len(b.rules) == 1 and b.rules[0].denying_policies == ("p0", "p1")
+
+
+def test_a_granting_rule_with_a_wildcard_value_is_still_dropped() -> None:
+    for value in ("ops*", "+", "a}}b", "ops+1"):
+        a = acl(rule(f"secret/{TEAM}", "read") + rule(f"secret/{TEAM}/x", "deny"), ctx=team(value))
+        assert [r.pattern for r in a.rules] == [f"secret/{value}/x"]
+        assert not a.check(f"secret/{value}", "read").allowed
+
+
+LITERAL_TEMPLATES = [
+    f"{TEAM}",
+    f"a/{TEAM}",
+    f"a/{TEAM}/*",
+    f"a/{TEAM}*",
+    f"+/{TEAM}",
+    f"{TEAM}/b",
+    f"a/+/{TEAM}",
+    f"a/{TEAM}/+",
+    f"{TEAM}/+/*",
+]
+LITERAL_VALUES = ["", "a", "+", "*", "a*", "+a", "a+", "a/+", "*/b", "+/"]
+LITERAL_SEGMENTS = ["", "a", "b", "+", "*", "a*", "+a", "a+", "ab"]
+LITERAL_PATHS = sorted(
+    {"/".join(p) for n in (1, 2, 3) for p in itertools.product(LITERAL_SEGMENTS, repeat=n) if n == 1 or p[0]}
+    | {"a/+/b/c", "a/a*/x/y", "+/b/c"}
+)  # request paths never start with '/'
+
+
+def _reference(template: str, value: str) -> re.Pattern[str]:
+    """The template's own '+' segments and final '*' are wildcards, the value is literal text."""
+
+    def conv(text: str) -> str:
+        glob = text.endswith("*")
+        body = re.escape(text[:-1] if glob else text).replace(r"\+", "[^/]*")
+        return body + (".*" if glob else "")
+
+    pre, post = template.split(TEAM)
+    if not pre:  # one leading '/' of the rendered path is dropped, as Vault does
+        if value.startswith("/"):
+            value = value[1:]
+        elif not value and post.startswith("/"):
+            post = post[1:]
+    return re.compile(conv(pre) + re.escape(value) + conv(post), re.S)
+
+
+@pytest.mark.parametrize(("template", "value"), list(itertools.product(LITERAL_TEMPLATES, LITERAL_VALUES)))
+def test_literal_deny_matching_agrees_with_a_reference(template: str, value: str) -> None:
+    """Selection (exact index, prefix index, segment trie), ``matches`` and the automaton the
+    ceiling containment uses must all read the value's characters literally."""
+    a = acl(rule(template, "deny"), ctx=team(value))
+    (deny,) = a.rules
+    ref = _reference(template, value)
+    for path in LITERAL_PATHS:
+        want = ref.fullmatch(path) is not None
+        assert (a.select(path) is deny) == want, path
+        assert deny.compiled.matches(path) == want, path
+        state = 0
+        for ch in path:
+            state = step(deny.compiled.items, state, ch)
+            if state < 0:
+                break
+        assert (state >= 0 and accepts(deny.compiled.items, state)) == want, path
 
 
 def test_templates_without_context_are_dropped() -> None:

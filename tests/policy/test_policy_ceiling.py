@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from agentceiling.policy import (
     ACL,
     RarEntry,
+    TemplateContext,
     entry_within_ceiling,
     parse_authorization_details,
     parse_policy,
@@ -83,6 +84,8 @@ def build_ceiling(rules: list[tuple[str, list[str]]], split: int) -> ACL:
 def brute_force(entry: RarEntry, ceiling: ACL) -> str | None:
     for q in PATHS:
         for cap in sorted(entry.capabilities):
+            if cap == "list" and not q.endswith("/"):
+                continue  # never a LIST request: Vault's HTTP layer adds the slash
             if rar_allows([entry], q, cap)[0] and not ceiling.check(q, cap).allowed:
                 return q
     return None
@@ -245,8 +248,21 @@ def test_glob_entry_wider_than_ceiling() -> None:
 def test_plus_entry_against_plus_ceiling() -> None:
     c = ceiling_of('path "kv/+/data/*" { capabilities = ["read", "list"] }')
     assert entry_within_ceiling(one(path="kv/+/data/app*", capabilities=["read", "list"]), c).ok
-    r = entry_within_ceiling(one(path="kv/team/data", capabilities=["list"]), c)
-    assert not r.ok and r.witness_path == "kv/team/data"
+    # a LIST request path always ends in "/" (Vault's HTTP layer adds it): "kv/team/data/" is covered
+    assert entry_within_ceiling(one(path="kv/team/data", capabilities=["list"]), c).ok
+    r = entry_within_ceiling(one(path="kv/team/dat", capabilities=["list"]), c)
+    assert not r.ok and r.witness_path == "kv/team/dat/"
+
+
+def test_list_is_judged_only_on_paths_ending_in_a_slash() -> None:
+    """The entry "secret/metadata/app" [list] admits LIST on "secret/metadata/app/" only: a
+    ceiling granting list below it holds it (a request without the slash is given one)."""
+    c = ceiling_of('path "secret/metadata/app/*" { capabilities = ["list"] }')
+    assert entry_within_ceiling(one(path="secret/metadata/app", capabilities=["list"]), c).ok
+    # ... and a deny below a "+" grant is not sidestepped by leaving the slash out
+    c = ceiling_of('path "kv1/+" { capabilities = ["list"] }\npath "kv1/private/*" { capabilities = ["deny"] }')
+    r = entry_within_ceiling(one(path="kv1/private", capabilities=["list"]), c)
+    assert not r.ok and r.witness_path == "kv1/private/"
 
 
 def test_list_trailing_slash_is_part_of_the_entry() -> None:
@@ -358,3 +374,147 @@ def test_parameter_containment_is_sound(
     for data in ALL_DATA:
         if check_parameters(ea, ed, er, data) is None:
             assert check_parameters(ca, cd, cr, data) is None, data
+
+
+def test_a_parameter_named_star_is_compared() -> None:
+    """check_parameters looks a parameter literally named "*" up under the "*" key (as Vault's
+    AllowOperation does), so an entry allowing "*" must keep within the ceiling's "*" values."""
+    c = ceiling_of(
+        'path "secret/app" {\n capabilities = ["update"]\n allowed_parameters = { "*" = ["a"], "x" = [] }\n}'
+    )
+    entry = RarEntry(path="secret/app", capabilities=frozenset({"update"}), allowed_parameters={"*": (), "x": ()})
+    assert rar_allows([entry], "secret/app", "update", {"*": "b"})[0]
+    assert not c.check("secret/app", "update", {"*": "b"}).allowed
+    r = entry_within_ceiling(entry, c)
+    assert not r.ok and "parameter named '*'" in r.reason
+    narrow = RarEntry(path="secret/app", capabilities=frozenset({"update"}), allowed_parameters={"*": ("a",), "x": ()})
+    assert entry_within_ceiling(narrow, c).ok
+    # a ceiling that allows only "*" allows everything, whatever its "*" values
+    assert entry_within_ceiling(
+        entry, ceiling_of('path "secret/app" {\n capabilities = ["update"]\n allowed_parameters = { "*" = ["a"] }\n}')
+    ).ok
+
+
+STAR_DATA = [
+    {"*": v, **extra}
+    for v in DATA_VALUES
+    for extra in ({}, {"x": "a"}, {"x": "b"}, {"y": "ab"}, {"z": "a"}, {"x": "a", "y": "b"})
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ea=param_maps.map(lambda m: {"*": m.pop("*", ("a",)), **m}),
+    ed=param_maps.map(lambda m: {k: v for k, v in m.items() if k != "*"}),
+    er=required,
+    ca=param_maps.map(lambda m: {"*": m.pop("*", ("a",)), **m}),
+    cd=param_maps.map(lambda m: {k: v for k, v in m.items() if k != "*"}),
+    cr=required,
+)
+def test_parameter_containment_is_sound_for_a_parameter_named_star(
+    ea: dict[str, tuple[Any, ...]],
+    ed: dict[str, tuple[Any, ...]],
+    er: tuple[str, ...],
+    ca: dict[str, tuple[Any, ...]],
+    cd: dict[str, tuple[Any, ...]],
+    cr: tuple[str, ...],
+) -> None:
+    """Both sides allow "*" (the case params_within used to skip); requests name "*" too."""
+    if params_within(ea, ed, er, ca, cd, cr) is not None:
+        return
+    for data in STAR_DATA + ALL_DATA[:: len(ALL_DATA) // 97]:
+        if check_parameters(ea, ed, er, data) is None:
+            assert check_parameters(ca, cd, cr, data) is None, data
+
+
+# ------------------------------------------------------------------ ceilings with rendered deny rules
+
+TEAM = "{{identity.entity.metadata.team}}"
+
+
+def templated_ceiling(text: str, value: str) -> ACL:
+    ctx = TemplateContext(entity_id="e1", entity_name="agent", metadata={"team": value})
+    return ACL.build([parse_policy(text, "ceiling")], ctx)
+
+
+def test_a_rendered_deny_with_a_wildcard_value_holds_in_the_ceiling() -> None:
+    text = f'path "secret/*" {{ capabilities = ["read"] }}\npath "secret/{TEAM}/admin" {{ capabilities = ["deny"] }}\n'
+    c = templated_ceiling(text, "ops+1")
+    r = entry_within_ceiling(one(path="secret/*"), c)
+    assert not r.ok and r.witness_path == "secret/ops+1/admin" and "denies" in r.reason
+    assert not entry_within_ceiling(one(path="secret/+/admin"), c).ok
+    assert not entry_within_ceiling(one(path="secret/o*"), c).ok
+    assert entry_within_ceiling(one(path="secret/ops/*"), c).ok
+    assert entry_within_ceiling(one(path="secret/+/other"), c).ok
+    # the value's '*' is literal: only the path with the '*' is denied, not the prefix
+    c = templated_ceiling(
+        f'path "secret/*" {{ capabilities = ["read"] }}\npath "secret/{TEAM}" {{ capabilities = ["deny"] }}\n', "ops*"
+    )
+    r = entry_within_ceiling(one(path="secret/ops*"), c)
+    assert not r.ok and r.witness_path == "secret/ops*"
+    assert entry_within_ceiling(one(path="secret/opsx*"), c).ok
+    # a '+' value is a literal segment
+    c = templated_ceiling(
+        f'path "kv/*" {{ capabilities = ["read", "list"] }}\npath "kv/{TEAM}/*" {{ capabilities = ["deny"] }}\n', "+"
+    )
+    r = entry_within_ceiling(one(path="kv/+/x", capabilities=["read"]), c)
+    assert not r.ok and r.witness_path == "kv/+/x"
+    assert entry_within_ceiling(one(path="kv/a/*", capabilities=["read", "list"]), c).ok
+    assert not entry_within_ceiling(one(path="kv/+", capabilities=["list"]), c).ok
+    # ... also next to the template's own '+' wildcard
+    c = templated_ceiling(
+        f'path "kv/*" {{ capabilities = ["read"] }}\npath "kv/+/{TEAM}" {{ capabilities = ["deny"] }}\n', "+"
+    )
+    assert entry_within_ceiling(one(path="kv/a/b*"), c).ok
+    r = entry_within_ceiling(one(path="kv/a/*"), c)
+    assert not r.ok and r.witness_path == "kv/a/+"
+
+
+DENY_TEMPLATES = [f"{TEAM}", f"a/{TEAM}", f"a/{TEAM}/*", f"a/{TEAM}*", f"+/{TEAM}", f"{TEAM}/b", f"a/+/{TEAM}"]
+DENY_VALUES = ["", "a", "+", "*", "a*", "+a", "a+", "a/+", "+/"]
+WILD_SEGMENTS = ["", "a", "b", "ab", "c", "+", "*", "a*", "+a", "a+"]
+WILD_PATHS = sorted(
+    {"/".join(p) for n in (1, 2, 3) for p in itertools.product(WILD_SEGMENTS, repeat=n) if n == 1 or p[0]}
+    | {p + end for p in ("a/+/b", "a/+/+", "+/a/c", "a/a*/c") for end in ("/", "/c", "/c/")}
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=st.lists(
+        st.tuples(patterns(), st.lists(st.sampled_from(CEILING_CAPS[:-1]), min_size=1, max_size=3, unique=True)),
+        max_size=4,
+    ),
+    templates=st.lists(st.sampled_from(DENY_TEMPLATES), min_size=1, max_size=2),
+    value=st.sampled_from(DENY_VALUES),
+    e_pattern=patterns(),
+    e_caps=st.lists(st.sampled_from(ENTRY_CAPS), min_size=1, max_size=3, unique=True),
+)
+def test_containment_is_sound_with_rendered_literal_denies(
+    rules: list[tuple[str, list[str]]],
+    templates: list[str],
+    value: str,
+    e_pattern: str,
+    e_caps: list[str],
+) -> None:
+    """Ceilings whose deny rules were rendered from values with '*'/'+' (literal characters):
+    "within" must hold on every enumerated path (including ones with literal '*'/'+'), and a
+    witness must be a real counterexample."""
+    text = "".join(f"path {pattern!r} {{ capabilities = {caps!r} }}\n".replace("'", '"') for pattern, caps in rules)
+    text += "".join(f'path "{t}" {{ capabilities = ["deny"] }}\n' for t in templates)
+    ceiling = templated_ceiling(text, value)
+    assert sum(r.is_deny for r in ceiling.rules) >= 1
+    entry = RarEntry(path=e_pattern, capabilities=frozenset(e_caps))
+    result = entry_within_ceiling(entry, ceiling)
+    if result.ok:
+        for q in WILD_PATHS:
+            for cap in e_caps:
+                if cap == "list" and not q.endswith("/"):
+                    continue
+                if rar_allows([entry], q, cap)[0]:
+                    assert ceiling.check(q, cap).allowed, (q, cap)
+    else:
+        w, cap = result.witness_path, result.capability
+        assert w is not None and cap is not None
+        assert rar_allows([entry], w, cap)[0], "witness must be admitted by the entry"
+        assert not ceiling.check(w, cap).allowed, "witness must be refused by the ceiling"

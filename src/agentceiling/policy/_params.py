@@ -235,6 +235,10 @@ def params_within(
     if "*" in e_allowed:
         if not c_all:
             return "the entry allows any parameter ('*') while the ceiling restricts parameter names"
+        # A parameter literally named "*" is looked up under the "*" key on both sides
+        # (check_parameters, like Vault's AllowOperation), so its value lists must nest too.
+        if not _list_covers(c_allowed["*"], e_allowed["*"]):
+            return "the entry allows values of a parameter named '*' that the ceiling does not allow"
         for key, cvals in c_allowed.items():
             if key != "*" and key not in e_allowed and cvals:
                 return f"the entry allows any value of parameter {key!r} that the ceiling restricts"

@@ -11,11 +11,16 @@ A pattern is one of
 
 Unlike Vault (which treats them literally) we reject ``*`` anywhere but at the end and ``+``
 anywhere but as a whole segment (``a/+b``, ``a/+*``), and a lone ``+`` is a wildcard segment.
+
+A rendered ``deny`` rule may carry *literal* offsets (``literal``): characters inserted from an
+identity value, which are ordinary characters wherever they are -- a ``*`` there is never a glob,
+a ``+`` never a wildcard segment, braces are just braces. Such a pattern matches exactly the paths
+that contain those characters literally; its automaton items are plain characters there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -32,10 +37,18 @@ DEAD = -1
 Item = str | int
 
 
-def pattern_problem(pattern: str) -> str | None:
-    """Describe what is wrong with ``pattern`` (templates allowed), ``None`` when it is valid."""
+def pattern_problem(pattern: str, literal: Collection[int] = ()) -> str | None:
+    """Describe what is wrong with ``pattern`` (templates allowed), ``None`` when it is valid.
+
+    Characters at the offsets in ``literal`` are ordinary characters (see the module docstring)."""
     if pattern == "":
         return "empty path"
+    if literal:
+        chars = list(pattern)
+        for i in literal:
+            if chars[i] != "/":
+                chars[i] = "t"
+        pattern = "".join(chars)
     try:
         masked = mask_templates(pattern)
     except TemplateError as exc:
@@ -60,10 +73,13 @@ class CompiledPattern:
     kind: PatternKind
     wc_path: str  #: pattern without the trailing ``*``
     parts: tuple[str, ...]  #: ``wc_path`` split on ``/`` (segment patterns)
+    wild: tuple[bool, ...]  #: per part: is it a ``+`` wildcard (a literal ``+`` part is not)
     is_prefix: bool
     wildcards: int
     priority: Priority  #: higher wins (only meaningful for prefix/segment patterns)
     items: tuple[Item, ...]  #: deterministic automaton, see :mod:`agentceiling.policy.ceiling`
+    #: offsets of the characters that would be a glob ``*`` or a ``+`` segment but are literal
+    literal: tuple[int, ...] = ()
 
     def matches(self, path: str, path_parts: Sequence[str] | None = None) -> bool:
         if self.kind == "exact":
@@ -76,9 +92,10 @@ class CompiledPattern:
         if len(pp) < n or (not self.is_prefix and len(pp) != n):
             return False
         last = n - 1
+        wild = self.wild
         for i, part in enumerate(parts):
             seg = pp[i]
-            if part == "+" or part == seg:
+            if wild[i] or part == seg:
                 continue
             if self.is_prefix and i == last and seg.startswith(part):
                 continue
@@ -86,22 +103,58 @@ class CompiledPattern:
         return True
 
 
+def compile_pattern(pattern: str, literal: Collection[int] = ()) -> CompiledPattern:
+    """Compile a syntactically valid (see :func:`pattern_problem`), rendered pattern.
+
+    Characters at the offsets in ``literal`` are ordinary characters (a rendered identity value)."""
+    if not literal:
+        return _compile(pattern, ())
+    return _compile(pattern, effective_literal(pattern, literal))
+
+
+def effective_literal(pattern: str, literal: Collection[int]) -> tuple[int, ...]:
+    """The offsets in ``literal`` that change how ``pattern`` is read: a final ``*`` and ``+``
+    parts. Two rules with equal text and equal effective offsets are the same rule."""
+    if not literal:
+        return ()
+    last = len(pattern) - 1
+    out = []
+    if pattern.endswith("*") and last in literal:
+        out.append(last)
+        wc_path = pattern
+    else:
+        wc_path = pattern[:-1] if pattern.endswith("*") else pattern
+    offset = 0
+    for part in wc_path.split("/"):
+        if part == "+" and offset in literal:
+            out.append(offset)
+        offset += len(part) + 1
+    return tuple(sorted(out))
+
+
 @lru_cache(maxsize=8192)
-def compile_pattern(pattern: str) -> CompiledPattern:
-    """Compile a syntactically valid (see :func:`pattern_problem`), rendered pattern."""
-    is_glob = pattern.endswith("*")
+def _compile(pattern: str, literal: tuple[int, ...]) -> CompiledPattern:
+    is_glob = pattern.endswith("*") and len(pattern) - 1 not in literal
     wc_path = pattern[:-1] if is_glob else pattern
     parts = tuple(wc_path.split("/"))
-    wildcards = sum(1 for p in parts if p == "+")
+    wild_list: list[bool] = []
+    offsets: list[int] = []
+    offset = 0
+    for part in parts:
+        offsets.append(offset)
+        wild_list.append(part == "+" and offset not in literal)
+        offset += len(part) + 1
+    wild = tuple(wild_list)
+    wildcards = sum(wild)
     items: list[Item]
     if wildcards:
         kind: PatternKind = "segment"
-        first = pattern.index("+")
+        first = offsets[wild.index(True)]
         items = []
         for index, part in enumerate(parts):
             if index:
                 items.append("/")
-            if part == "+":
+            if wild[index]:
                 items.append(PLUS)
             else:
                 items.extend(part)
@@ -121,10 +174,12 @@ def compile_pattern(pattern: str) -> CompiledPattern:
         kind=kind,
         wc_path=wc_path,
         parts=parts,
+        wild=wild,
         is_prefix=is_glob,
         wildcards=wildcards,
         priority=priority,
         items=tuple(items),
+        literal=literal,
     )
 
 

@@ -14,8 +14,11 @@ Rule selection for a request path (leading ``/`` stripped):
 Only the selected rule applies. A pattern present in several policies is one rule: capabilities
 are unioned, ``deny`` anywhere leaves only ``deny``, parameter maps are merged (an empty value
 list, meaning any value, wins), required parameters are unioned and the smaller wrapping TTLs
-are kept. Identity templates are rendered at build time; a rule whose template cannot be
-rendered (or renders ``*``/``+``) is dropped, so it grants nothing.
+are kept. Identity templates are rendered at build time; a granting rule whose template cannot
+be rendered (a missing or empty value, or one containing ``*``, ``+``, ``{{`` or ``}}``) is
+dropped, so it grants nothing. A ``deny`` rule is dropped only when a value is missing: an
+empty value renders as ``""`` and any other value is inserted verbatim as literal text, so a
+``*`` or ``+`` in it is an ordinary character (``_pattern`` "literal offsets"), never a glob.
 
 Operations map to capabilities one to one (``revoke``/``renew``/``rollback`` need ``update``;
 ``sudo`` checks the ``sudo`` capability). Parameter constraints apply to read, create, update,
@@ -37,9 +40,15 @@ from agentceiling.policy._params import (
     check_parameters,
     merge_param_maps,
 )
-from agentceiling.policy._pattern import CompiledPattern, PatternKind, compile_pattern, pattern_problem
+from agentceiling.policy._pattern import (
+    CompiledPattern,
+    PatternKind,
+    compile_pattern,
+    effective_literal,
+    pattern_problem,
+)
 from agentceiling.policy.parser import PathRule, Policy
-from agentceiling.policy.templates import TemplateContext, render_templates
+from agentceiling.policy.templates import TemplateContext, render_template_spans, render_templates
 
 __all__ = [
     "ACL",
@@ -114,10 +123,11 @@ class _Draft:
     max_ttl: float | None
     grants: dict[str, list[str]]
     deniers: list[str]
+    literal: tuple[int, ...] = ()
 
     @classmethod
-    def start(cls, pattern: str, rule: PathRule, policy: str) -> _Draft:
-        d = cls(pattern, set(), {}, {}, [], None, None, {}, [])
+    def start(cls, pattern: str, rule: PathRule, policy: str, literal: tuple[int, ...] = ()) -> _Draft:
+        d = cls(pattern, set(), {}, {}, [], None, None, {}, [], literal)
         if rule.is_deny:
             d.caps = {"deny"}
             d.deniers.append(policy)
@@ -165,7 +175,7 @@ class _Draft:
             max_wrapping_ttl=self.max_ttl,
             granting_policies=types.MappingProxyType({} if deny else {k: tuple(v) for k, v in self.grants.items()}),
             denying_policies=tuple(self.deniers),
-            compiled=compile_pattern(self.pattern),
+            compiled=compile_pattern(self.pattern, self.literal),
         )
 
 
@@ -213,10 +223,11 @@ class _SegNode:
 
     def insert(self, rule: AclRule) -> None:
         parts = rule.compiled.parts
+        wild = rule.compiled.wild
         last = len(parts) - 1 if rule.compiled.is_prefix else len(parts)
         node = self
-        for part in parts[:last]:
-            if part == "+":
+        for index, part in enumerate(parts[:last]):
+            if wild[index]:
                 if node.plus is None:
                     node.plus = _SegNode()
                 node = node.plus
@@ -280,20 +291,22 @@ class ACL:
 
     @classmethod
     def build(cls, policies: Sequence[Policy], ctx: TemplateContext | None = None) -> ACL:
-        drafts: dict[str, _Draft] = {}
+        # keyed by (text, effective literal offsets): a deny rendered from ``secret/{{...}}`` with
+        # the value ``a*`` is the exact path ``secret/a*``, not the glob ``secret/a*``
+        drafts: dict[tuple[str, tuple[int, ...]], _Draft] = {}
         for policy in policies:
             for rule in policy.rules:
-                pattern: str | None = rule.pattern
+                pattern = rule.pattern
+                literal: tuple[int, ...] = ()
                 if rule.is_templated:
-                    pattern = render_templates(rule.pattern, ctx, empty_ok=rule.is_deny)
-                    if pattern is not None and pattern.startswith("/"):
-                        pattern = pattern[1:]
-                    if pattern is None or pattern_problem(pattern):
+                    rendered = _render_rule(rule, ctx)
+                    if rendered is None:
                         continue
-                assert pattern is not None
-                draft = drafts.get(pattern)
+                    pattern, literal = rendered
+                key = (pattern, literal)
+                draft = drafts.get(key)
                 if draft is None:
-                    drafts[pattern] = _Draft.start(pattern, rule, policy.name)
+                    drafts[key] = _Draft.start(pattern, rule, policy.name, literal)
                 else:
                     draft.merge(rule, policy.name)
         return cls([d.freeze() for d in drafts.values()], [p.name for p in policies])
@@ -414,6 +427,34 @@ class ACL:
             )
             self._results[(pattern, cap)] = result
         return result
+
+
+def _render_rule(rule: PathRule, ctx: TemplateContext | None) -> tuple[str, tuple[int, ...]] | None:
+    """The rendered pattern of a templated rule and its effective literal offsets; ``None`` drops it.
+
+    A granting rule is dropped when a value is missing, empty or contains ``*``/``+``/braces
+    (rendered, it could only widen). A ``deny`` rule must not vanish where Vault's would apply: it
+    renders an empty value as ``""`` and any other value verbatim, its characters literal."""
+    if not rule.is_deny:
+        text = render_templates(rule.pattern, ctx)
+        if text is None:
+            return None
+        if text.startswith("/"):
+            text = text[1:]
+        return None if pattern_problem(text) else (text, ())
+    rendered = render_template_spans(rule.pattern, ctx, empty_ok=True)
+    if rendered is None:
+        return None
+    text, spans = rendered
+    offsets = [i for start, end in spans for i in range(start, end)]
+    if text.startswith("/"):
+        text = text[1:]
+        offsets = [i - 1 for i in offsets if i]
+    if text == "":
+        return "", ()  # Vault keeps it too: an exact rule on the empty path
+    if pattern_problem(text, offsets):
+        return None  # cannot happen for a parsed policy (its template text was validated)
+    return text, effective_literal(text, offsets)
 
 
 def _wrapping_problem(rule: AclRule, wrap_ttl: float | None) -> str | None:

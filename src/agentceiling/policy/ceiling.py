@@ -1,8 +1,9 @@
 """Is a declared RAR entry contained in a ceiling ACL?
 
 An entry is within the ceiling iff for **every** concrete request path ``q`` the entry admits
-(its pattern matches ``q``; for ``list`` also ``q = p + "/"`` with ``p`` matched, because list
-tolerates a trailing slash) and every capability ``c`` it declares, the rule the ceiling ACL
+(its pattern matches ``q``; for ``list``, whose request paths always end in ``/`` because Vault's
+HTTP layer adds one, ``q`` ends in ``/`` and is matched itself or as ``p + "/"`` with ``p``
+matched) and every capability ``c`` it declares, the rule the ceiling ACL
 selects for operation ``c`` on ``q`` (exact first, then glob priority, Vault's list/trailing-slash
 resolution, ``deny`` wins) grants ``c``, does not require response wrapping, and -- for the
 parameter-checked capabilities read/create/update/patch/recover -- has parameter constraints the
@@ -127,13 +128,12 @@ def _exact_entry(entry: RarEntry, ceiling: ACL, caps: Sequence[str]) -> CeilingR
     if q.startswith("/"):
         return _OK  # no canonical request path starts with '/'
     for cap in caps:
-        problem = _judge(entry, ceiling.select(q, cap), cap)
+        # A list request path always ends in "/": the entry admits list on q itself if q does,
+        # else on q + "/" (list tolerates the missing slash).
+        at = q if cap != "list" or q.endswith("/") else q + "/"
+        problem = _judge(entry, ceiling.select(at, cap), cap)
         if problem:
-            return _fail(cap, q, problem)
-    if "list" in caps:
-        problem = _judge(entry, ceiling.select(q + "/", "list"), "list")
-        if problem:
-            return _fail("list", q + "/", problem)
+            return _fail(cap, at, problem)
     return _OK
 
 
@@ -176,12 +176,14 @@ def _search(
     def evaluate(state: State, q: str) -> CeilingResult | None:
         e_state, live, trim, _ = state
         e_acc = e_state != DEAD and accepts(e_items, e_state)
-        via_trim = trim is not None and trim[0] and track_trim
-        if not e_acc and not via_trim:
+        # list: only a path ending in "/" is a request (trim is set exactly then), admitted when
+        # the entry matches it or matches it without that slash
+        list_admitted = trim is not None and (e_acc or trim[0])
+        if not e_acc and not list_admitted:
             return None
         acc = [i for i, s in live if accepts(r_items[i], s)]
         for cap in caps:
-            if not e_acc and cap != "list":
+            if not (list_admitted if cap == "list" else e_acc):
                 continue
             rule = _winner(rules, acc, trim[1] if trim is not None else None, cap == "list")
             problem = _judge(entry, rule, cap)

@@ -19,6 +19,12 @@ empty string; we drop a granting rule instead, because ``secret/{{...}}*`` rende
 ``secret/*`` would grant far more, but render a ``deny`` rule as Vault does (``empty_ok``), because
 dropping it would allow what Vault denies. A missing value (and an empty name, which Vault treats
 as not found) drops the rule either way, as in Vault.
+
+A ``deny`` rule is also kept when a value contains ``*``, ``+`` or braces: ``ACL.build`` renders it
+with :func:`render_template_spans` and compiles the value's characters as literal text (a ``*``
+or ``+`` from a value never acts as a glob or wildcard segment), so the deny still covers the path
+that contains the value verbatim. Current Vault refuses such values (``ErrTemplatedWildcard``),
+losing the deny; keeping it only denies more.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ __all__ = [
     "TemplateError",
     "has_templates",
     "mask_templates",
+    "render_template_spans",
     "render_templates",
     "validate_templates",
 ]
@@ -198,29 +205,52 @@ def _resolve(expr: str, ctx: TemplateContext) -> str | None:
     return None
 
 
-def render_templates(text: str, ctx: TemplateContext | None, *, empty_ok: bool = False) -> str | None:
-    """Render every template in ``text``; ``None`` when any cannot be rendered safely.
-
-    A metadata value that is present but empty makes the text unrenderable too, unless
-    ``empty_ok``: then it renders as ``""``, as Vault does (for deny rules, which must not vanish)."""
+def render_template_spans(
+    text: str, ctx: TemplateContext | None, *, empty_ok: bool = False
+) -> tuple[str, tuple[tuple[int, int], ...]] | None:
+    """Render every template in ``text`` verbatim, as Vault's ACL templating does; also return the
+    ``(start, end)`` offsets of each inserted value in the result. ``None`` when a value is missing
+    (or empty, unless ``empty_ok``). Values are *not* checked for ``*``, ``+`` or braces: the caller
+    must treat the characters inside the spans as ordinary characters."""
     try:
         found = _split(text)
     except TemplateError:
         return None
     if found is None:
-        return text
+        return text, ()
     if ctx is None:
         return None
     out = []
+    spans = []
     last = 0
+    length = 0
     for start, end, expr in found:
         value = _resolve(expr, ctx)
         if value is None or (not value and not empty_ok):
             return None
-        if "*" in value or "+" in value or "{{" in value or "}}" in value:
-            return None
         out.append(text[last:start])
+        length += start - last
         out.append(value)
+        spans.append((length, length + len(value)))
+        length += len(value)
         last = end
     out.append(text[last:])
-    return "".join(out)
+    return "".join(out), tuple(spans)
+
+
+def render_templates(text: str, ctx: TemplateContext | None, *, empty_ok: bool = False) -> str | None:
+    """Render every template in ``text``; ``None`` when any cannot be rendered safely.
+
+    A metadata value that is present but empty makes the text unrenderable too, unless
+    ``empty_ok``: then it renders as ``""``, as Vault does (for deny rules, which must not vanish).
+    A value containing ``*``, ``+``, ``{{`` or ``}}`` makes it unrenderable (it could widen the
+    pattern); see :func:`render_template_spans` for rendering such values literally."""
+    rendered = render_template_spans(text, ctx, empty_ok=empty_ok)
+    if rendered is None:
+        return None
+    out, spans = rendered
+    for start, end in spans:
+        value = out[start:end]
+        if "*" in value or "+" in value or "{{" in value or "}}" in value:
+            return None
+    return out
