@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,40 @@ def test_corrupt_last_record_refuses_to_open_and_leaves_file(tmp_path: Path) -> 
         AuditLog.open(path)
 
 
+def _nest(line: bytes, depth: int) -> bytes:
+    """``line`` with its decision's path replaced by arrays nested ``depth`` deep: still JSON."""
+    nested = b"[" * depth + b"]" * depth
+    return re.sub(rb'"path":"[^"]*"', lambda _: b'"path":' + nested, line, count=1)
+
+
+#: JSON nested deeper than json.loads can parse; just within what it can parse (but not always what
+#: json.dumps or repr can then handle); far deeper than any record, yet easy to parse.
+DEPTHS = [200_000, sys.getrecursionlimit() - 30, 300]
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+@pytest.mark.parametrize("where", ["last line", "first line", "before NUL debris"])
+def test_a_deeply_nested_line_is_a_damaged_log_not_a_crash_on_open(tmp_path: Path, where: str, depth: int) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 3)
+    raw = lines(path)
+    if where == "last line":
+        raw[-1] = _nest(raw[-1], depth)
+        expected = r"line 3 \(offset \d+\) is not a record \(not JSON\)"
+    elif where == "first line":
+        raw[0] = _nest(raw[0], depth)
+        expected = "the first line is not a record"
+    else:
+        raw[-1] = _nest(raw[-1], depth)
+        raw.append(b"\x00" * 50 + b"\n")
+        expected = "the last two lines are not JSON"
+    path.write_bytes(b"".join(raw))
+    before = path.read_bytes()
+    with pytest.raises(AuditLogCorrupt, match=expected):
+        AuditLog.open(path)
+    assert path.read_bytes() == before
+
+
 # --------------------------------------------------------------------------------------------------
 # verify()
 # --------------------------------------------------------------------------------------------------
@@ -397,6 +432,34 @@ def test_verify_detects_torn_lines_and_bad_first_record(tmp_path: Path) -> None:
     assert (ok, bad) == (False, 1) and "zeros" in problem
     ok, bad, _, problem = _tamper(tmp_path, lambda r: [b'{"seq":1}\n', *r[1:]])
     assert (ok, bad) == (False, 1) and "missing" in problem
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_a_deeply_nested_line_is_reported_as_invalid_json_by_every_reader(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 4)
+    raw = lines(path)
+    path.write_bytes(b"".join([raw[0], _nest(raw[1], depth), *raw[2:]]))
+    result = verify(path)
+    assert (result.ok, result.first_bad_seq) == (False, 2) and "not valid JSON" in result.problem
+    chain = verify_chain(path)
+    assert not chain.ok and chain.records == 1 and "not valid JSON" in chain.problem
+    it = iter_records(path)
+    assert next(it)["seq"] == 1
+    with pytest.raises(AuditLogCorrupt, match=r"line at offset \d+ is not valid JSON"):
+        next(it)
+    with pytest.raises(AuditLogCorrupt, match="not valid JSON"):
+        tail(path, 4)
+
+    cli = [sys.executable, "-m", "agentceiling.cli", "audit"]
+    checked = subprocess.run([*cli, "verify", "--file", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr, checked.stderr[-2000:]
+    assert checked.stdout.startswith("FAILED at record 2: audit.log: line 2 (offset ")
+    assert "not valid JSON" in checked.stdout
+    for args in (["-n", "4"], ["--json", "-n", "4"]):
+        shown = subprocess.run([*cli, "tail", *args, "--file", str(path)], capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 1 and "Traceback" not in shown.stderr, shown.stderr[-2000:]
+        assert shown.stderr.startswith(f"agentceiling: {path}: line at offset ") and "not valid JSON" in shown.stderr
 
 
 # --------------------------------------------------------------------------------------------------
@@ -886,6 +949,98 @@ def test_follow_continues_across_a_rotation(tmp_path: Path) -> None:
     assert format_record(seen[2]).endswith(" #3 ROTATED: records 1-2 are in audit.log.000000000001")
 
 
+class _Script(threading.Event):
+    """A follower's stop event that runs the next action each time the follower waits on it (it has
+    then read all there is and looked for a new file), and stops it once there are none left."""
+
+    def __init__(self, *actions: Callable[[], None]) -> None:
+        super().__init__()
+        self._actions = list(actions)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._actions:
+            self._actions.pop(0)()
+        else:
+            self.set()
+        return self.is_set()
+
+
+@pytest.mark.parametrize("last", [None, 0, 2])
+def test_follow_reads_every_segment_when_the_log_rotates_several_times_between_looks(
+    tmp_path: Path, last: int | None
+) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        for i in range(3):
+            alog.append(decision(i))
+
+        def three_rotations() -> None:  # the follower is at the end of the first file
+            for k in range(3):
+                for i in range(5):
+                    alog.append(decision(10 * k + i))
+                _rotate(alog)
+            alog.append(decision(99))
+
+        def two_more_in_the_middle_of_a_file() -> None:  # one segment holds a lone marker
+            alog.append(decision(100))
+            _rotate(alog)
+            _rotate(alog)
+            alog.append(decision(101))
+
+        stop = _Script(three_rotations, two_more_in_the_middle_of_a_file)
+        seen = [r["seq"] for r in iter_records(path, follow=True, poll_interval=60, stop=stop, last=last)]
+        end = alog.last_seq
+    assert len(segment_paths(path)) == 5
+    first = {None: 1, 0: 4, 2: 2}[last]
+    assert seen == list(range(first, end + 1))
+
+
+def test_follow_skips_a_segment_archived_before_it_was_read(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        alog.append(decision(0))
+
+        def rotate_and_archive() -> None:
+            for k in range(3):
+                alog.append(decision(k))
+                _rotate(alog)
+            segment_paths(path)[1].unlink()  # records 3-4 (the marker, then decision 1)
+
+        stop = _Script(rotate_and_archive)
+        seen = [r["seq"] for r in iter_records(path, follow=True, poll_interval=60, stop=stop)]
+    assert seen == [1, 2, 5, 6, 7]
+
+
+def test_audit_tail_follow_prints_every_record_across_rotations(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    cmd = [sys.executable, "-m", "agentceiling.cli", "audit", "tail", "--follow", "--json", "-n", "1"]
+    with AuditLog.open(path) as alog:
+        for i in range(3):
+            alog.append(decision(i))
+        follow = subprocess.Popen(
+            [*cmd, "--file", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert follow.stdout is not None
+            seen = [json.loads(follow.stdout.readline())["seq"]]  # so it is at the end of the file
+            # Three rotations in a few milliseconds: usually all between two looks (every 0.2 s).
+            for k in range(3):
+                for i in range(5):
+                    alog.append(decision(10 * k + i))
+                _rotate(alog)
+            end = alog.append(decision(99)).seq
+            while seen[-1] < end:
+                seen.append(json.loads(follow.stdout.readline())["seq"])
+        finally:
+            follow.send_signal(signal.SIGINT)
+            try:
+                follow.wait(10)
+            except subprocess.TimeoutExpired:
+                follow.kill()
+                follow.wait()
+    assert seen == list(range(3, end + 1))
+
+
 def test_rotation_that_cannot_rename_keeps_appending(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "audit.log"
     with AuditLog.open(path) as alog:
@@ -922,6 +1077,113 @@ def test_concurrent_appends_through_size_rotations_stay_one_chain(tmp_path: Path
     receipts = [r for rs in got for r in rs]
     assert all(on_disk[r.seq]["hash"] == r.hash for r in receipts)
     assert all("event" not in on_disk[r.seq]["decision"] for r in receipts)
+
+
+class _Anchors(dict[int, str]):
+    """Anchors (real ones) that run ``action`` when verification looks record ``at`` up: a way to
+    act at a known point of the reading."""
+
+    def __init__(self, anchors: dict[int, str], at: int, action: Callable[[], None]) -> None:
+        super().__init__(anchors)
+        self._at: int | None = at
+        self._action = action
+
+    def __contains__(self, seq: object) -> bool:
+        if seq == self._at:
+            self._at = None
+            self._action()
+        return super().__contains__(seq)
+
+
+def test_verify_chain_is_not_fooled_by_rotations_while_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        receipts = [alog.append(decision(i)) for i in range(4)]
+        _rotate(alog)  # records 1-4 in a segment; the active file starts with the marker (5)
+        receipts += [alog.append(decision(i)) for i in range(4, 6)]
+
+        def rotate_twice() -> None:  # while the segment is read, after the files were listed
+            alog.append(decision(6))
+            _rotate(alog)
+            alog.append(decision(7))
+            _rotate(alog)
+
+        anchors = _Anchors({receipts[1].seq: receipts[1].hash}, at=receipts[3].seq, action=rotate_twice)
+        result = verify_chain(path, anchors)
+        # The active file as it was opened, to its end (records 5-8, a segment by now).
+        assert result.ok and result.records == 8, result.problem
+        assert verify_chain(path).records == alog.last_seq == 11
+
+
+def test_verify_chain_still_reports_tampering_while_the_log_rotates(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        for k in range(3):
+            for i in range(4):
+                alog.append(decision(10 * k + i))
+            _rotate(alog)
+        alog.append(decision(99))
+        segs = segment_paths(path)
+        assert [s.name for s in segs] == ["audit.log.000000000001", "audit.log.000000000005", "audit.log.000000000010"]
+        segs[1].rename(tmp_path / "elsewhere")  # a segment removed from the middle
+        anchors = _Anchors({4: records(segs[0])[-1]["hash"]}, at=12, action=lambda: _rotate(alog))
+        result = verify_chain(path, anchors)  # rotates while the segment after the gap is read
+        assert not result.ok and "audit.log.000000000010 starts at seq 10" in result.problem
+        assert len(segment_paths(path)) == 3  # it did rotate
+        # A torn last line that is not being written is reported at once.
+        (tmp_path / "elsewhere").rename(segs[1])
+        with path.open("ab") as f:
+            f.write(b'{"decision":{"allo')
+        t0 = time.monotonic()
+        result = verify_chain(path)
+        assert not result.ok and "torn last line" in result.problem
+        assert time.monotonic() - t0 < 5
+
+
+def test_verify_chain_lists_again_when_segments_are_archived_while_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    with AuditLog.open(path) as alog:
+        for k in range(3):
+            for i in range(4):
+                alog.append(decision(10 * k + i))
+            _rotate(alog)
+        segs = segment_paths(path)
+
+        def archive_the_two_oldest() -> None:
+            segs[0].unlink()
+            segs[1].unlink()
+
+        result = verify_chain(path, _Anchors({2: records(segs[0])[1]["hash"]}, at=3, action=archive_the_two_oldest))
+        # The first look found the oldest segment (with the anchor) gone while it was read; the
+        # second finds the chain starting at the oldest segment left, and the anchor archived.
+        assert not result.ok and "archived" in result.problem and result.first_seq == 10
+        assert verify_chain(path).ok and verify_chain(path).first_seq == 10
+
+
+def test_verify_chain_holds_all_along_on_a_busy_log_that_rotates_all_the_time(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    stop = threading.Event()
+    with AuditLog.open(path, rotate_bytes=16 * 1024, fsync=False) as alog:
+
+        def writer(t: int) -> None:
+            i = 0
+            while not stop.is_set():
+                alog.append(decision(1000 * t + i))
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            _wait_for(lambda: alog.stats["rotations"] >= 3)
+            results = [verify_chain(path) for _ in range(40)]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+    assert [r.problem for r in results if not r.ok] == []
+    assert [r.records for r in results] == sorted(r.records for r in results)
+    assert verify_chain(path).ok
 
 
 # --------------------------------------------------------------------------------------------------

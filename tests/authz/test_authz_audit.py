@@ -119,6 +119,52 @@ def test_invalid_tokens_are_recorded_and_no_token_is_ever_stored(world: World) -
     assert good.split(".")[2] not in raw  # not even the signature
 
 
+def _signed(idp: Idp, header: bytes, claims: dict[str, Any]) -> str:
+    """A token the IdP's EC key really signs, with a header spelled byte for byte as given."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = f"{b64(header)}.{b64(json.dumps(claims).encode())}"
+    r, s = decode_dss_signature(idp.keys["ec"].sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return f"{signing_input}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def test_tokens_with_unusual_headers_are_never_stored(world: World) -> None:
+    """Valid tokens whose header begins with whitespace or a non-ASCII member name (base64url
+    ``IHsi...``, ``eyLD...``): the token presented is removed by its exact text wherever it appears."""
+    w, idp = world, world.idp
+    w.agent("odd-headers")
+    claims = idp.claims("odd-headers", [path_access("secret/data/ci/*", "read")])
+    header = {"alg": "ES256", "kid": idp.kids["ec"], "typ": "at+jwt"}
+    spaced = _signed(idp, b" " + json.dumps(header).encode(), claims)
+    accented = _signed(idp, json.dumps({"\u00e9": 1, **header}, ensure_ascii=False).encode(), claims)
+    assert (spaced[:4], accented[:4]) == ("IHsi", "eyLD")
+    for tok in (spaced, accented):
+        r = w.authorize(tok, f"secret/data/ci/{tok}", "read")
+        assert r.code == "ALLOWED", r.reason
+        rec = _record(_log(w), r.decision_id)
+        assert rec["path"] == "secret/data/ci/[redacted: looks like a JWT]"
+        assert tok not in _log(w).read_text() and tok.split(".")[2] not in _log(w).read_text()
+
+
+@pytest.mark.parametrize("path", ["secret/data/ci/\x1eyJhbGciOiJIUzI1.a.b", "secret/data/ci/\u00eeyJabcdefghijk.x.y"])
+def test_a_path_whose_json_escape_spells_a_token_is_still_audited(world: World, path: str) -> None:
+    """``\\u001e`` + ``yJ...`` reads as a token once escaped: the decision is recorded anyway (it
+    used to be answered UNAVAILABLE with no record at all, by anyone, without a token)."""
+    w = world
+    before = audit_log.verify_chain(_log(w)).records
+    for token in ("", w.idp.token("nobody")):
+        r = w.authorize(token, path, "read")
+        assert r.code in ("TOKEN_INVALID", "SUBJECT_UNKNOWN"), (r.code, r.reason)
+        rec = _record(_log(w), r.decision_id)
+        assert rec["code"] == r.code and "[redacted" in rec["path"]
+    assert audit_log.verify_chain(_log(w)).records == before + 2
+
+
 def test_audit_verify_detects_edits_removals_and_reordering(world: World, tmp_path: Path) -> None:
     w, idp = world, world.idp
     w.agent("verified")

@@ -117,6 +117,34 @@ def test_deny_rules_and_globs_in_the_ceiling(world: World) -> None:
     assert check([path_access("secret/data/ci/app-*", "read")], "secret/data/ci/app-1", "read")[0] == "ALLOWED"
 
 
+def test_a_list_path_gets_its_trailing_slash_before_any_policy_sees_it(world: World) -> None:
+    """Vault's HTTP layer ends every LIST path with "/": with or without it, one answer. Without
+    that, "kv1/private" slipped past a deny on "kv1/private/*" through "kv1/+"."""
+    w, idp = world, world.idp
+    access = (
+        'path "kv1/+" {\n  capabilities = ["list"]\n}\n'
+        'path "kv1/private/*" {\n  capabilities = ["deny"]\n}\n'
+        'path "secret/metadata/app/*" {\n  capabilities = ["list"]\n}\n'
+    )
+    ceiling = (
+        'path "kv1/*" {\n  capabilities = ["list"]\n}\n'
+        'path "secret/metadata/app/*" {\n  capabilities = ["list"]\n}\n'
+    )
+    w.agent("lister", ceiling=ceiling, access=access)
+    tok = idp.token("lister", [path_access("kv1/*", "list"), path_access("secret/metadata/app", "list")])
+    for path in ("kv1/private", "kv1/private/"):
+        r = w.authorize(tok, path, "list")
+        assert r.code == "PERMISSION_DENIED", (path, r.code, r.reason)
+    assert w.authorize(tok, "kv1/public", "list").code == "ALLOWED"
+    # the RAR entry without the slash covers the listing it names, and the ceiling holds it
+    for path in ("secret/metadata/app", "secret/metadata/app/"):
+        r = w.authorize(tok, path, "list")
+        assert r.code == "ALLOWED", (path, r.code, r.reason)
+        rec = next(x["decision"] for x in audit_log.tail(Path(w.server.data_dir) / "audit" / "audit.log", 50)
+                   if x["decision"].get("decision_id") == r.decision_id)
+        assert rec["path"] == "secret/metadata/app/"  # audited as decided
+
+
 def test_empty_path_checks_the_token_and_lists_what_is_honoured(world: World) -> None:
     w, idp = world, world.idp
     ent, _ = w.agent("lister", ceiling='path "secret/data/agents/*" {\n  capabilities = ["read"]\n}\n')

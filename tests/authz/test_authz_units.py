@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from authz_support import Idp, path_access
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentceiling.service.authz import REDACTED, _BoundedCache, _rar_key, _scrub, utc_timestamp
 
@@ -131,3 +133,32 @@ def test_lookups_that_find_nothing_are_remembered_but_bounded(tmp_path: Any) -> 
         assert calls == [1]  # a miss is remembered
     finally:
         d.close()
+
+
+_PIECES = st.sampled_from(
+    ["eyJhbGciOiJFUzI1NiJ9", "eyLDqSI6MSwiYWxnIjoi", "ewogImFsZyI6", ".", "..", "a", "u", "\\", "\\u", "001",
+     "e", "yJhbGciOiJIUzI1NiIs", "\x1e", "\xee", "\u200b", '"', "/", "\n", "-", "_", "7"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(_PIECES, max_size=24), token_at=st.integers(min_value=-1, max_value=24))
+def test_redaction_in_json_text_keeps_it_json_and_leaves_nothing_token_like(parts: list[str], token_at: int) -> None:
+    """Whatever the text, its JSON escaped: after redaction it still parses, nothing in it looks
+    like a token, the presented token is gone, and the text around the redactions is unchanged."""
+    from agentceiling.store.audit_log import looks_like_jwt, redact_jwts_in_json
+
+    token = "IHsiYWxnIjoiRVMyNTYifQ.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"  # header " {...}": no pattern knows it
+    if 0 <= token_at <= len(parts):
+        parts = [*parts[:token_at], token, *parts[token_at:]]
+    value = "".join(parts)
+    record = json.dumps({"decision_id": "d", "path": value, "reason": f'read on "{value}"'}, sort_keys=True)
+    out = redact_jwts_in_json(record, REDACTED, token)
+    decoded = json.loads(out)
+    assert not looks_like_jwt(out) and token not in out
+    assert set(decoded) == {"decision_id", "path", "reason"} and decoded["decision_id"] == "d"
+    if out == record:
+        assert decoded["path"] == value
+    else:
+        assert REDACTED in decoded["path"]
+        assert all(kept in value for kept in decoded["path"].split(REDACTED))

@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -60,7 +60,7 @@ from agentceiling.policy import (
 )
 from agentceiling.service import audit_record
 from agentceiling.service.directory import Directory, StaleDirectory
-from agentceiling.store.audit_log import looks_like_jwt, redact_jwts
+from agentceiling.store.audit_log import looks_like_jwt, redact_jwts, redact_jwts_in_json
 from agentceiling.tokens import TokenError, TokenValidator, TrustConfig, UnverifiedToken, ValidatedToken, peek
 
 log = logging.getLogger(__name__)
@@ -348,6 +348,11 @@ class Authorizer:
                 )
             if len(path) > MAX_PATH_CHARS:
                 raise BadRequest("path", f"path is longer than {MAX_PATH_CHARS} characters")
+            if operation == "list" and not path.endswith("/"):
+                # Vault's HTTP layer gives every LIST path a trailing slash before any policy sees
+                # it; "kv/private" and "kv/private/" must get the same answer (a deny on
+                # "kv/private/*" included).
+                req = replace(req, path=path + "/")
         elif operation and operation not in OPERATIONS:
             raise BadRequest("operation", f'unknown operation "{operation[:64]}"')
         if len(namespace) > MAX_NAMESPACE_CHARS:
@@ -706,7 +711,7 @@ class Authorizer:
                 actor_entity_id=actor.id if actor is not None else "",
                 actor_entity_name=actor.name if actor is not None else "",
             )
-        return audit_record.record_json(
+        record = audit_record.record_json(
             time=utc_timestamp(),
             decision_id=decision.decision_id,
             code=decision.code,
@@ -723,6 +728,10 @@ class Authorizer:
             token_sha256=trace.token_sha256,
             metadata=metadata,
         )
+        # The fields were redacted as text; escaping can still spell a token ("\u001e" + "yJ..."),
+        # and the presented token may have a header no pattern knows. Every decision is audited, so
+        # the record is made storable here rather than refused by the log.
+        return redact_jwts_in_json(record, REDACTED, req.token)
 
 
 def _rar_audit_json(raw: Any, present: bool) -> str:

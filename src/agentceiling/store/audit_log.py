@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 __all__ = [
     "GENESIS_HASH",
@@ -100,11 +100,18 @@ _CHUNK: Final = 64 * 1024
 _RECORD_KEYS: Final = frozenset({"decision", "hash", "prev_hash", "seq", "time"})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # A compact JWS/JWT (or the first three parts of a JWE): a base64url header that decodes to a JSON
-# object -- '{"', '{"1', '{ "', '{\n', '{\r' and '{\t' begin eyJ, eyI, eyA, ewo, ew0 and ewk -- then
-# two more base64url parts (the payload of a detached JWS and the signature of an unsecured JWT may
-# be empty). The minimum header length keeps ordinary words from matching; there is no word
-# boundary, so a token glued to other text (``x_<token>``) is found too.
-JWT_LIKE = re.compile(r"e(?:yJ|yI|yA|wo|w0|wk)[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# object -- '{' then '"' (any first member name), ' ', '\t', '\n' or '\r' begins eyI-eyL, eyA-eyD,
+# ewk-ewn, ewo-ewr or ew0-ew3 -- then two more base64url parts (the payload of a detached JWS and
+# the signature of an unsecured JWT may be empty). The minimum header length keeps ordinary words
+# from matching; there is no word boundary, so a token glued to other text (``x_<token>``) is found
+# too. (A header with whitespace before its '{' is not found: the token presented with a decision
+# is also removed by its exact text, see :func:`redact_jwts_in_json`.)
+JWT_LIKE = re.compile(r"e(?:y[A-DI-L]|w[0-3k-r])[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# In JSON text, the last hex digit of an escape can begin such a run ("\u001e" then "yJ..."): a
+# match there takes the escape along, so that replacing it cannot leave half an escape behind.
+_JSON_JWT_LIKE = re.compile(r"(?:\\u[0-9a-fA-F]{3})?" + JWT_LIKE.pattern)
+# Only text of a token's own alphabet can be replaced in JSON text without touching its structure.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 def _may_hold_jwt(text: str) -> bool:
@@ -120,6 +127,59 @@ def looks_like_jwt(text: str) -> bool:
 def redact_jwts(text: str, replacement: str) -> str:
     """``text`` with everything :func:`looks_like_jwt` would find replaced by ``replacement``."""
     return JWT_LIKE.sub(replacement, text) if _may_hold_jwt(text) else text
+
+
+def _escaped(text: str, i: int) -> bool:
+    """Whether the character at ``i`` of JSON text is escaped (preceded by an odd run of '\\')."""
+    n = 0
+    while i - n - 1 >= 0 and text[i - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _span_start(text: str, start: int) -> int:
+    """Where a replacement of a run found at ``start`` of JSON text must begin: at the escape whose
+    last hex digit the run begins with, if any (a real escape: its backslash not itself escaped)."""
+    if start >= 5 and text[start - 5] == "\\" and text[start - 4] == "u" and not _escaped(text, start - 5):
+        head = text[start - 3 : start]
+        if all(c in "0123456789abcdefABCDEF" for c in head):
+            return start - 5
+    return start
+
+
+def redact_jwts_in_json(text: str, replacement: str, also: str = "") -> str:
+    """JSON text (as :func:`json.dumps` writes it, ASCII) with every run that looks like a token,
+    and every occurrence of ``also`` (the token presented with a decision, whatever its header;
+    only when made of a compact JWS's characters, which never spell JSON structure), replaced by
+    ``replacement``: found in the escaped text, as the log's own check sees it, and never cutting
+    an escape sequence in two. ``replacement`` must need no escaping in JSON."""
+    spans: list[tuple[int, int]] = []
+    if _may_hold_jwt(text):
+        for m in _JSON_JWT_LIKE.finditer(text):
+            start = m.start()
+            if text[start] == "\\" and _escaped(text, start):  # "\\u00..." is text, not an escape
+                start += 5
+            spans.append((start, m.end()))
+    if len(also) >= 16 and also in text and _COMPACT_JWS.fullmatch(also):
+        i = text.find(also)
+        while i >= 0:
+            spans.append((_span_start(text, i), i + len(also)))
+            i = text.find(also, i + len(also))
+    if not spans:
+        return text
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:  # overlapping runs (the token is one too): one replacement
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out: list[str] = []
+    pos = 0
+    for start, end in merged:
+        out += (text[pos:start], replacement)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _canonical(obj: Any) -> str:
@@ -399,9 +459,42 @@ def _line_problem(rec: Any, line: bytes) -> str | None:
     return problem
 
 
+#: Deepest nesting of arrays and objects accepted in a line read back. A record holds its decision
+#: one level down, and a decision nests at most 65 levels (``_check_keys``). JSON nested far deeper
+#: makes json.loads raise RecursionError, and JSON just shallow enough for json.loads can still make
+#: re-encoding or printing the result raise it.
+_MAX_READ_DEPTH: Final = 128
+
+
+def _nested_deeper(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` (parsed JSON) nests arrays and objects more than ``limit`` levels deep
+    (without recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def _parse_json_line(line: bytes) -> Any:
-    """json.loads for one line; raises ValueError (incl. UnicodeDecodeError) if it is not JSON."""
-    return json.loads(line.decode("utf-8"))
+    """json.loads for one line; raises ValueError (incl. UnicodeDecodeError) if it is not JSON, or
+    if it nests arrays and objects deeper than any record does (:data:`_MAX_READ_DEPTH`)."""
+    text = line.decode("utf-8")
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    # Only a line with that many brackets can nest that deep: records are not walked.
+    if (
+        isinstance(obj, dict | list)
+        and text.count("[") + text.count("{") > _MAX_READ_DEPTH
+        and _nested_deeper(obj, _MAX_READ_DEPTH)
+    ):
+        raise ValueError(f"JSON nested more than {_MAX_READ_DEPTH} levels deep")
+    return obj
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1090,7 +1183,12 @@ def verify(path: Path, anchors: Mapping[int, str] | None = None) -> VerifyResult
     A record whose seq is in ``anchors`` must have that hash. Raises ``OSError`` if the file
     cannot be read.
     """
-    anchors = anchors or {}
+    with open(path, "rb") as f:
+        return _verify_stream(f, anchors or {})
+
+
+def _verify_stream(f: BinaryIO, anchors: Mapping[int, str]) -> VerifyResult:
+    """:func:`verify` of a file open for reading, from its current position (its start)."""
     expected = 1
     prev = GENESIS_HASH
     first_seq = 1
@@ -1101,53 +1199,52 @@ def verify(path: Path, anchors: Mapping[int, str] | None = None) -> VerifyResult
     def bad(problem: str) -> VerifyResult:
         return VerifyResult(False, count, expected, problem, first_seq, prev, start_hash, frozenset(anchored))
 
-    with open(path, "rb") as f:
-        offset = 0
-        while line := f.readline(MAX_LINE_BYTES + 1):
-            where = f"line {count + 1} (offset {offset})"
-            offset += len(line)
-            if not line.endswith(b"\n"):
-                if len(line) > MAX_LINE_BYTES:
-                    return bad(f"{where}: line longer than {MAX_LINE_BYTES} bytes")
-                return bad(f"{where}: torn last line (no trailing newline)")
-            try:
-                rec = _parse_json_line(line)
-            except ValueError:
-                return bad(f"{where}: not valid JSON (torn or corrupted line)")
-            problem = _check_record(rec)
-            if problem is not None and not problem.startswith("hash mismatch"):
-                return bad(f"{where}: {problem}")
-            seq = rec["seq"]
-            if count == 0 and seq != 1:
-                if not _is_marker(rec):
-                    return bad(
-                        f"{where}: first record has seq {seq} (expected 1, or the marker of a rotation; "
-                        "records removed?)"
-                    )
-                expected = first_seq = seq
-                prev = start_hash = rec["prev_hash"]
-            if seq != expected:
-                if seq > expected:
-                    return bad(f"{where}: seq jumps from {expected - 1} to {seq} (records removed)")
-                return bad(f"{where}: seq {seq} after {expected - 1} (records reordered or inserted)")
-            if problem is not None:
-                return bad(f"{where}: seq {seq}: {problem}")
-            if rec["prev_hash"] != prev:
-                what = (
-                    "first record's prev_hash is not zeros"
-                    if seq == 1
-                    else ("prev_hash does not match the previous record's hash (record removed, inserted or reordered)")
+    offset = 0
+    while line := f.readline(MAX_LINE_BYTES + 1):
+        where = f"line {count + 1} (offset {offset})"
+        offset += len(line)
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_LINE_BYTES:
+                return bad(f"{where}: line longer than {MAX_LINE_BYTES} bytes")
+            return bad(f"{where}: torn last line (no trailing newline)")
+        try:
+            rec = _parse_json_line(line)
+        except ValueError:
+            return bad(f"{where}: not valid JSON (torn or corrupted line)")
+        problem = _check_record(rec)
+        if problem is not None and not problem.startswith("hash mismatch"):
+            return bad(f"{where}: {problem}")
+        seq = rec["seq"]
+        if count == 0 and seq != 1:
+            if not _is_marker(rec):
+                return bad(
+                    f"{where}: first record has seq {seq} (expected 1, or the marker of a rotation; "
+                    "records removed?)"
                 )
-                return bad(f"{where}: seq {seq}: {what}")
-            if _canonical(rec).encode("utf-8") + b"\n" != line:
-                return bad(f"{where}: seq {seq}: bytes are not in canonical form (record edited)")
-            if seq in anchors:
-                if rec["hash"] != anchors[seq]:
-                    return bad(f"{where}: seq {seq}: hash differs from the anchor (the chain was rewritten)")
-                anchored.add(seq)
-            prev = rec["hash"]
-            expected += 1
-            count += 1
+            expected = first_seq = seq
+            prev = start_hash = rec["prev_hash"]
+        if seq != expected:
+            if seq > expected:
+                return bad(f"{where}: seq jumps from {expected - 1} to {seq} (records removed)")
+            return bad(f"{where}: seq {seq} after {expected - 1} (records reordered or inserted)")
+        if problem is not None:
+            return bad(f"{where}: seq {seq}: {problem}")
+        if rec["prev_hash"] != prev:
+            what = (
+                "first record's prev_hash is not zeros"
+                if seq == 1
+                else ("prev_hash does not match the previous record's hash (record removed, inserted or reordered)")
+            )
+            return bad(f"{where}: seq {seq}: {what}")
+        if _canonical(rec).encode("utf-8") + b"\n" != line:
+            return bad(f"{where}: seq {seq}: bytes are not in canonical form (record edited)")
+        if seq in anchors:
+            if rec["hash"] != anchors[seq]:
+                return bad(f"{where}: seq {seq}: hash differs from the anchor (the chain was rewritten)")
+            anchored.add(seq)
+        prev = rec["hash"]
+        expected += 1
+        count += 1
     return VerifyResult(True, count, None, "", first_seq, prev, start_hash, frozenset(anchored))
 
 
@@ -1160,43 +1257,123 @@ def verify_chain(path: Path, anchors: Mapping[int, str] | None = None) -> ChainR
     operator): that is reported in ``first_seq``, not as a failure. Every anchor (``seq -> hash``,
     kept elsewhere) must be found with its hash: one past the end means records were removed from
     the end; one before the oldest file cannot be checked and fails too. Raises ``OSError`` if a
-    file cannot be read."""
+    file cannot be read.
+
+    On a live log, rotations and appends go on while the files are read. The active file is opened
+    before the segments are listed, so every segment before it is in the list whatever rotates
+    meanwhile (the segments made after it hold later records and are left out), and it is read
+    through that descriptor even if a rotation renames it. A failure in the active file while it
+    grows (its last line still being written) is checked again rather than reported, and so is a
+    segment removed (archived) while the files were read."""
     anchors = anchors or {}
-    files = chain_files(path)
+    checked: dict[tuple[str, int, int, int, int], VerifyResult] = {}
+    for attempt in range(1, _VERIFY_ATTEMPTS + 1):
+        last_try = attempt == _VERIFY_ATTEMPTS
+        try:
+            active: BinaryIO | None = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # no active file (or between a rotation's rename and the new one)
+            active = None
+        try:
+            result, growing = _verify_files(path, active, anchors, checked)
+        except FileNotFoundError as exc:
+            if last_try or not exc.filename or os.path.lexists(exc.filename):
+                raise
+            continue  # a segment was removed since it was listed: list them again
+        finally:
+            if active is not None:
+                active.close()
+        if result.ok or not growing or last_try:
+            return result
+        time.sleep(0.01 * attempt)  # let the append in progress complete
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: How many times :func:`verify_chain` checks a log whose active file grew while a failure was found
+#: in it, or whose segments were removed while they were read.
+_VERIFY_ATTEMPTS: Final = 10
+
+
+def _segment_seq(segment: Path) -> int:
+    """The first seq of a rotated segment, from its name (see :func:`segment_paths`)."""
+    return int(segment.name.rsplit(".", 1)[1])
+
+
+def _first_line_seq(fd: int) -> int | None:
+    """``seq`` of the record on the first line of a file (None if empty, or not a record)."""
+    size = os.fstat(fd).st_size
+    head = _pread_exact(fd, min(size, _CHUNK), 0)
+    nl = head.find(b"\n")
+    if nl < 0 and size > _CHUNK:
+        head = _pread_exact(fd, min(size, MAX_LINE_BYTES), 0)
+        nl = head.find(b"\n")
+    if nl < 0:
+        return None
+    try:
+        rec = _parse_json_line(head[: nl + 1])
+    except ValueError:
+        return None
+    return _seq_of(rec) if isinstance(rec, dict) else None
+
+
+def _verify_files(
+    path: Path,
+    active: BinaryIO | None,
+    anchors: Mapping[int, str],
+    checked: dict[tuple[str, int, int, int, int], VerifyResult],
+) -> tuple[ChainResult, bool]:
+    """One pass of :func:`verify_chain`, given the active file ``path`` open (``active``, or None
+    when there is none); also returns whether the failure found is in the active file while it grew.
+    ``checked`` keeps the results of segments, by name and identity, across passes."""
+    segments = segment_paths(path)
+    if active is not None:
+        # Read after the listing: a file empty then had not been rotated (rotation needs a record).
+        head = _first_line_seq(active.fileno())
+        if head is not None:
+            later = [s for s in segments if _segment_seq(s) >= head]
+            try:
+                renamed = bool(later) and _ident(os.stat(later[0])) == _ident(os.fstat(active.fileno()))
+            except FileNotFoundError:
+                renamed = False
+            if renamed:  # rotated since it was opened: it, and the segments after it, come later
+                segments = segments[: len(segments) - len(later)]
+    files = [*segments, *([path] if active is not None else [])]
     total = 0
     first = 1
     found: set[int] = set()
     prev_end: tuple[int, str] | None = None  # (last seq, last hash) of the previous file
     for i, file in enumerate(files):
-        r = verify(file, anchors)
+        if active is not None and file == path:
+            size = os.fstat(active.fileno()).st_size
+            r = _verify_stream(active, anchors)
+            if not r.ok:
+                growing = os.fstat(active.fileno()).st_size != size
+                return ChainResult(False, total + r.records, tuple(files), f"{file.name}: {r.problem}", first), growing
+        else:
+            st = os.stat(file)
+            key = (file.name, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = checked.get(key)
+            r = checked[key] = verify(file, anchors) if cached is None else cached
         found |= r.anchored
         if i == 0:
             first = r.first_seq
         if not r.ok:
-            return ChainResult(False, total + r.records, tuple(files), f"{file.name}: {r.problem}", first)
+            return ChainResult(False, total + r.records, tuple(files), f"{file.name}: {r.problem}", first), False
         if r.records == 0:
             if file != path:
-                return ChainResult(False, total, tuple(files), f"{file.name}: rotated segment holds no records", first)
+                problem = f"{file.name}: rotated segment holds no records"
+                return ChainResult(False, total, tuple(files), problem, first), False
             continue  # an active file created but not yet written (the marker comes at open)
         if prev_end is not None:
             last_seq, last_hash = prev_end
             if r.first_seq != last_seq + 1:
-                return ChainResult(
-                    False,
-                    total,
-                    tuple(files),
+                problem = (
                     f"{file.name} starts at seq {r.first_seq} but the file before it ends at seq {last_seq} "
-                    "(segment missing, or records removed)",
-                    first,
+                    "(segment missing, or records removed)"
                 )
+                return ChainResult(False, total, tuple(files), problem, first), False
             if r.start_hash != last_hash:
-                return ChainResult(
-                    False,
-                    total,
-                    tuple(files),
-                    f"{file.name}: its first record is not chained to the last record of the file before it",
-                    first,
-                )
+                problem = f"{file.name}: its first record is not chained to the last record of the file before it"
+                return ChainResult(False, total, tuple(files), problem, first), False
         total += r.records
         prev_end = (r.first_seq + r.records - 1, r.last_hash)
     missing = sorted(set(anchors) - found)
@@ -1207,8 +1384,8 @@ def verify_chain(path: Path, anchors: Mapping[int, str] | None = None) -> ChainR
             problem = f"the anchor names record {seq} but the chain ends at {last}: records were removed from the end"
         else:
             problem = f"the anchor names record {seq}, which is not in these files (archived with its segment?)"
-        return ChainResult(False, total, tuple(files), problem, first)
-    return ChainResult(True, total, tuple(files), "", first)
+        return ChainResult(False, total, tuple(files), problem, first), False
+    return ChainResult(True, total, tuple(files), "", first), False
 
 
 def iter_records(
@@ -1223,17 +1400,26 @@ def iter_records(
 
     ``last=n`` starts with the last n records (found by seeking from the end).  With ``follow`` it
     then waits for new records (like ``tail -F``: survives truncation of a torn tail and the file
-    being replaced) until ``stop`` is set.  Without ``follow`` an incomplete last line is skipped.
+    being replaced) until ``stop`` is set.  When a rotation replaces the file, it reads the old file
+    to its end, then the rotated segments holding the records between it and the new file (however
+    many rotations happened meanwhile), then the new file: no record is skipped or repeated.
+    Without ``follow`` an incomplete last line is skipped.
     Raises :class:`AuditLogCorrupt` on a complete line that is not JSON.
     """
     path = Path(path)
     f = open(path, "rb")  # noqa: SIM115 - closed in finally; reopened on replacement
     try:
+        last_seq: int | None = None  # of the last record passed: what a rotation moved comes after it
         if last is not None:
             fd = f.fileno()
-            f.seek(_start_of_last_lines(fd, _complete_end(fd, os.fstat(fd).st_size), last))
+            start = _start_of_last_lines(fd, _complete_end(fd, os.fstat(fd).st_size), last)
+            f.seek(start)
+            if follow:
+                last_seq = _seq_before(fd, start)
         ident = _ident(os.fstat(f.fileno()))
         pending = b""
+        replaced = False  # the path names another file now: finish this one first
+        reopened = False  # a file opened after a rotation, before its first record
         while True:
             if stop is not None and stop.is_set():
                 return
@@ -1242,42 +1428,103 @@ def iter_records(
                 pending = pending + chunk if pending else chunk
                 if pending.endswith(b"\n"):
                     line, pending = pending, b""
-                    try:
-                        rec = _parse_json_line(line)
-                    except ValueError:
-                        raise AuditLogCorrupt(
-                            f"{path}: line at offset {f.tell() - len(line)} is not valid JSON"
-                        ) from None
-                    if not isinstance(rec, dict):
-                        raise AuditLogCorrupt(f"{path}: line at offset {f.tell() - len(line)} is not a record")
+                    rec = _parse_record(line, path, f.tell() - len(line))
+                    seq = _seq_of(rec)
+                    if reopened:
+                        reopened = False
+                        if last_seq is not None and seq is not None and seq > last_seq + 1:
+                            # More rotations than one since the old file: their segments come first.
+                            for moved in _rotated_between(path, last_seq, seq):
+                                if stop is not None and stop.is_set():
+                                    return
+                                yield moved
                     yield rec
+                    if seq is not None:
+                        last_seq = seq
                 elif len(pending) > MAX_LINE_BYTES:
                     raise AuditLogCorrupt(f"{path}: line longer than {MAX_LINE_BYTES} bytes")
                 continue
             if not follow:
                 return
-            # At EOF: has the file been replaced, or truncated (torn tail removed on reopen)?
-            try:
-                current = _ident(os.stat(path))
-            except FileNotFoundError:
-                current = ident
-            if current != ident:
-                f.close()
-                f = open(path, "rb")  # noqa: SIM115
-                ident, pending = _ident(os.fstat(f.fileno())), b""
-                continue
-            pos = f.tell()
-            size = os.fstat(f.fileno()).st_size
-            if size < pos:
-                f.seek(min(size, pos - len(pending)))
-                pending = b""
-                continue
+            if replaced:
+                # The old file is read to its end (the writer renames it after its last write, and
+                # that was before we saw the new file); a torn line in it will not be completed.
+                try:
+                    new = open(path, "rb")  # noqa: SIM115
+                except FileNotFoundError:  # renamed again: wait for the next file
+                    pass
+                else:
+                    f.close()
+                    f, ident, pending = new, _ident(os.fstat(new.fileno())), b""
+                    replaced, reopened = False, True
+                    continue
+            else:
+                # At EOF: has the file been replaced, or truncated (torn tail removed on reopen)?
+                try:
+                    current = _ident(os.stat(path))
+                except FileNotFoundError:
+                    current = ident
+                if current != ident:
+                    replaced = True
+                    continue  # read what was written to the old file before it was renamed
+                pos = f.tell()
+                size = os.fstat(f.fileno()).st_size
+                if size < pos:
+                    f.seek(min(size, pos - len(pending)))
+                    pending = b""
+                    continue
             if stop is not None:
                 stop.wait(poll_interval)
             else:
                 time.sleep(poll_interval)
     finally:
         f.close()
+
+
+def _parse_record(line: bytes, path: Path, offset: int) -> dict[str, Any]:
+    """A complete line read by :func:`iter_records` as a JSON object (not verified)."""
+    try:
+        rec = _parse_json_line(line)
+    except ValueError:
+        raise AuditLogCorrupt(f"{path}: line at offset {offset} is not valid JSON") from None
+    if not isinstance(rec, dict):
+        raise AuditLogCorrupt(f"{path}: line at offset {offset} is not a record")
+    return rec
+
+
+def _seq_of(rec: Mapping[str, Any]) -> int | None:
+    seq = rec.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _seq_before(fd: int, offset: int) -> int | None:
+    """``seq`` of the record on the line that ends at ``offset`` (None if none, or not a record)."""
+    if offset <= 0:
+        return None
+    start = _rfind_newline(fd, offset - 1) + 1
+    if offset - start > MAX_LINE_BYTES:
+        return None
+    try:
+        rec = _parse_json_line(_pread_exact(fd, offset - start, start))
+    except ValueError:
+        return None
+    return _seq_of(rec) if isinstance(rec, dict) else None
+
+
+def _rotated_between(path: Path, after: int, before: int) -> Iterator[dict[str, Any]]:
+    """The records after seq ``after`` and before seq ``before`` in the rotated segments of the log
+    at ``path`` (the segments whose first record is in between), in order."""
+    for segment in segment_paths(path):
+        if not after < _segment_seq(segment) < before:
+            continue
+        try:
+            for rec in iter_records(segment):
+                seq = _seq_of(rec)
+                if seq is not None and after < seq < before:
+                    yield rec
+                    after = seq
+        except FileNotFoundError:  # archived meanwhile
+            continue
 
 
 def _ident(st: os.stat_result) -> tuple[int, int]:
