@@ -852,14 +852,20 @@ def test_rotating_an_empty_log_does_nothing(tmp_path: Path) -> None:
     assert segment_paths(path) == [] and [r["seq"] for r in records(path)] == [1]
 
 
+def _three_segments_and_one(alog: AuditLog) -> None:
+    """Records 1-4, 5-8 and 9-12 (each group closed by a rotation and its marker), then one more:
+    segments ...001, ...005 and ...010 and an active file."""
+    for k in range(3):
+        for i in range(4):
+            alog.append(decision(10 * k + i))
+        _rotate(alog)
+    alog.append(decision(99))
+
+
 def test_chain_verification_detects_tampering_across_segments(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog.open(path) as alog:
-        for k in range(3):
-            for i in range(4):
-                alog.append(decision(10 * k + i))
-            _rotate(alog)
-        alog.append(decision(99))
+        _three_segments_and_one(alog)
     segs = segment_paths(path)
     assert [s.name for s in segs] == ["audit.log.000000000001", "audit.log.000000000005", "audit.log.000000000010"]
     assert verify_chain(path).ok
@@ -1118,11 +1124,7 @@ def test_verify_chain_is_not_fooled_by_rotations_while_it_reads(tmp_path: Path) 
 def test_verify_chain_still_reports_tampering_while_the_log_rotates(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     with AuditLog.open(path) as alog:
-        for k in range(3):
-            for i in range(4):
-                alog.append(decision(10 * k + i))
-            _rotate(alog)
-        alog.append(decision(99))
+        _three_segments_and_one(alog)
         segs = segment_paths(path)
         assert [s.name for s in segs] == ["audit.log.000000000001", "audit.log.000000000005", "audit.log.000000000010"]
         segs[1].rename(tmp_path / "elsewhere")  # a segment removed from the middle
