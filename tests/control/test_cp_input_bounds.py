@@ -171,16 +171,16 @@ def test_a_page_token_the_server_did_not_issue_is_refused(c: Client, token: str)
 
 def test_issued_page_tokens_still_page_through_everything(c: Client) -> None:
     ns = uniq("ns")
-    names = sorted(c.entity(namespace=ns, name=f"é-{i}-{uniq('e')}").name for i in range(5))
+    ids = sorted(c.entity(namespace=ns, name=f"é-{i}-{uniq('e')}").id for i in range(5))
     seen: list[str] = []
     token = ""
     while True:
         resp = c.entities.List(pb.ListRequest(namespace=ns, page_size=2, page_token=token))
-        seen += [e.name for e in resp.entities]
+        seen += [e.id for e in resp.entities]
         token = resp.next_page_token
         if not token:
             break
-    assert seen == names
+    assert seen == ids
 
 
 # ---------------------------------------------------------------- H5: normalised issuer

@@ -317,12 +317,12 @@ def test_delete_frees_name_and_entity(c: Client) -> None:
 
 def test_list_pages(c: Client) -> None:
     ns = uniq("ns")
-    made = sorted(c.registration(namespace=ns).display_name for _ in range(5))
+    made = sorted(c.registration(namespace=ns).id for _ in range(5))
     seen: list[str] = []
     token = ""
     while True:
         resp = c.registrations.List(pb.ListRequest(namespace=ns, page_size=2, page_token=token))
-        seen += [r.display_name for r in resp.registrations]
+        seen += [r.id for r in resp.registrations]
         token = resp.next_page_token
         if not token:
             break

@@ -475,7 +475,7 @@ class ControlPlane:
         size, after = _page_args(page_size, page_token)
         with self.db.read() as conn:
             items = repo.list_entities(conn, ns, after, size)
-        return _page(items, size, lambda e: e.name)
+        return _page(items, size, lambda e: e.id)  # by id, which no update changes: a renamed one is listed once
 
     # ---------------------------------------------------------------- aliases
 
@@ -716,7 +716,7 @@ class ControlPlane:
         size, after = _page_args(page_size, page_token)
         with self.db.read() as conn:
             items = repo.list_registrations(conn, ns, after, size)
-        return _page(items, size, lambda r: r.display_name)
+        return _page(items, size, lambda r: r.id)  # by id: display_name can change between pages
 
     # ---------------------------------------------------------------- activation flags
 

@@ -85,8 +85,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read-only transaction over one snapshot: on PostgreSQL REPEATABLE READ (which never
+        fails a read-only transaction), so that a read made of several queries cannot see a write
+        commit between two of them; SQLite's read transactions already keep one snapshot."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     def write(self, fn: Callable[[Connection], T], *, attempts: int = 8) -> T:
         """Run ``fn`` in a write transaction, retrying transient conflicts. ``fn`` must be

@@ -320,8 +320,8 @@ def get_entity(conn: Connection, namespace: str, *, id: str | None = None, name:
 def list_entities(conn: Connection, namespace: str, after: str, limit: int) -> list[Entity]:
     rows = conn.execute(
         sa.select(entities)
-        .where(entities.c.namespace == namespace, entities.c.name > after)
-        .order_by(entities.c.name)
+        .where(entities.c.namespace == namespace, entities.c.id > after)
+        .order_by(entities.c.id)
         .limit(limit)
     ).mappings()
     return [_entity(r) for r in rows]
@@ -506,8 +506,8 @@ def get_registration(
 def list_registrations(conn: Connection, namespace: str, after: str, limit: int) -> list[Registration]:
     rows = conn.execute(
         sa.select(registrations)
-        .where(registrations.c.namespace == namespace, registrations.c.display_name > after)
-        .order_by(registrations.c.display_name)
+        .where(registrations.c.namespace == namespace, registrations.c.id > after)
+        .order_by(registrations.c.id)
         .limit(limit)
     ).mappings()
     return [_registration(r) for r in rows]
