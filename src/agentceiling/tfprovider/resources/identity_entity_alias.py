@@ -120,7 +120,13 @@ class IdentityEntityAlias(VaultResource):
             return planned
         # mount_accessor and issuer name the same profile: when one changes and the other is left to
         # the control plane, the other is not known until apply (and a new issuer means a new alias).
-        if config.get("issuer") is None and config.get("mount_accessor") != prior.get("mount_accessor"):
+        # An alias that never had an issuer keeps none (the control plane leaves it empty), so
+        # moving it to another accessor is an update in place, as upstream's.
+        if (
+            config.get("issuer") is None
+            and prior.get("issuer") is not None
+            and config.get("mount_accessor") != prior.get("mount_accessor")
+        ):
             planned["issuer"] = UNKNOWN
         if (
             config.get("mount_accessor") is None

@@ -79,6 +79,20 @@ class IdentityEntityPolicies(VaultResource):
 
     # ---------------------------------------------------------------- the entity, read and edited
 
+    def modify_plan(
+        self,
+        client: Any,
+        prior: dict[str, Any] | None,
+        planned: dict[str, Any],
+        config: dict[str, Any],
+        diags: Diagnostics,
+    ) -> dict[str, Any]:
+        # The id is the entity's id, known as soon as entity_id is: a change of policies alone
+        # must not show it as "(known after apply)", which would replace whatever references it.
+        if planned is not None and isinstance(planned.get("entity_id"), str):
+            planned["id"] = planned["entity_id"]
+        return planned
+
     def _read(self, cp: ControlPlaneClient, values: Mapping[str, Any], entity_id: str) -> Any:
         request = cp.pb.ReadEntityRequest(namespace=cp.namespace(values.get("namespace")), id=entity_id)
         return cp.call(self.service, "Read", request).entity

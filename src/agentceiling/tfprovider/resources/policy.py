@@ -163,7 +163,9 @@ class Policy(VaultResource):
             request,
             state,
             hint="A policy that is still used as a ceiling policy cannot be deleted: remove it from "
-            "vault_agent_registration.ceiling_policies first (or let Terraform order it with a reference).",
+            "vault_agent_registration.ceiling_policies first. When a change of name replaces the policy, "
+            "give the vault_policy `lifecycle { create_before_destroy = true }` and reference it from "
+            "ceiling_policies: the registration then moves to the new policy before the old one is deleted.",
         )
 
     def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
