@@ -430,6 +430,29 @@ def test_bearer_metadata_and_malformed_requests(world: World) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
 
 
+def test_dot_segments_are_malformed_and_namespace_slashes_are_vaults(world: World) -> None:
+    """"secret/data/ci/../prod/db" used to match the ci/* grants and come back ALLOWED, though it
+    names prod/db once cleaned: a path with "."/".." or an empty segment is INVALID_ARGUMENT. And
+    "ns/" or "/ns" is the namespace "ns", as in Vault (they were ISSUER_UNKNOWN)."""
+    w, idp = world, world.idp
+    w.agent("dotty", access='path "secret/*" {\n  capabilities = ["read", "list"]\n}\n')
+    tok = idp.token("dotty", [path_access("secret/data/ci/*", "read", "list")])
+    for path in ("secret/data/ci/../prod/db", "secret/data/ci/./x", "secret/data/ci//x", "secret/data/ci/..",
+                 "../secret/data/ci/x"):
+        with pytest.raises(grpc.RpcError) as err:
+            w.authorize(tok, path, "read")
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "path" in (err.value.details() or ""), path
+    for path in ("secret/data/ci/app..v2", "secret/data/ci/.hidden", "/secret/data/ci/x"):
+        assert w.authorize(tok, path, "read").code == "ALLOWED", path
+    assert w.authorize(tok, "secret/data/ci/", "list").code == "ALLOWED"
+    for ns in (f"{w.ns}/", f"/{w.ns}", f"/{w.ns}/"):
+        r = w.authorize(tok, "secret/data/ci/x", "read", namespace=ns)
+        assert r.code == "ALLOWED", (ns, r.code, r.reason)
+    with pytest.raises(grpc.RpcError) as err:
+        w.authorize(tok, "secret/data/ci/x", "read", namespace=f"a//{w.ns}")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "namespace" in (err.value.details() or "")
+
+
 def test_names_are_unique_per_namespace(authz_server: object, idp: Idp) -> None:
     """The same agent name in two namespaces: each namespace's objects decide its requests."""
     a = make_world(authz_server, idp)

@@ -35,6 +35,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -314,6 +315,22 @@ def _text(value: str) -> str:
     return redact_jwts(value, REDACTED)
 
 
+_BAD_NAMESPACE = re.compile(r"//|\s")
+
+
+def _segment_problem(path: str) -> str | None:
+    """What is wrong with a path that has a "." or ".." segment, or an empty one before its end:
+    Vault never serves such a path (its HTTP layer cleans it, its storage refuses parent
+    references), and a caller that cleans it after the decision would reach another path."""
+    segments = path.lstrip("/").split("/")
+    for i, segment in enumerate(segments):
+        if segment in (".", ".."):
+            return f'path has a "{segment}" segment; send the path as it is meant, without dot segments'
+        if not segment and i < len(segments) - 1:
+            return 'path has an empty segment ("//")'
+    return None
+
+
 # ---------------------------------------------------------------- the authorizer
 
 
@@ -339,7 +356,8 @@ class Authorizer:
     # ---------------------------------------------------------------- entry point
 
     def authorize(self, req: AuthorizeInput) -> Decision:
-        namespace = req.namespace or "root"
+        # Vault: "ns", "ns/" and "/ns" are one namespace (and "" is the root)
+        namespace = req.namespace.strip("/") or "root"
         path, operation = req.path, req.operation
         if path:
             if operation not in OPERATIONS:
@@ -348,6 +366,8 @@ class Authorizer:
                 )
             if len(path) > MAX_PATH_CHARS:
                 raise BadRequest("path", f"path is longer than {MAX_PATH_CHARS} characters")
+            if ("." in path or "//" in path) and (problem := _segment_problem(path)):
+                raise BadRequest("path", problem)
             if operation == "list" and not path.endswith("/"):
                 # Vault's HTTP layer gives every LIST path a trailing slash before any policy sees
                 # it; "kv/private" and "kv/private/" must get the same answer (a deny on
@@ -357,6 +377,8 @@ class Authorizer:
             raise BadRequest("operation", f'unknown operation "{operation[:64]}"')
         if len(namespace) > MAX_NAMESPACE_CHARS:
             raise BadRequest("namespace", f"namespace is longer than {MAX_NAMESPACE_CHARS} characters")
+        if _BAD_NAMESPACE.search(namespace):
+            raise BadRequest("namespace", "namespace has an empty segment or whitespace")
 
         decision_id = audit_record.decision_id()
         trace = _Trace()
