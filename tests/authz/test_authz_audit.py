@@ -313,14 +313,25 @@ def test_numbers_json_cannot_hold_are_audited_as_text_and_the_endpoint_keeps_ser
 
     w, idp = world, world.idp
     w.agent("huge")
+
+    def signed(details: list[Any]) -> str:
+        payload = json.dumps(idp.claims("huge", details)).replace('"@INF@"', "1e999").replace('"@NINF@"', "-1e999")
+        header = json.dumps({"alg": "RS256", "kid": idp.kids["rsa"], "typ": "at+jwt"})
+        signing_input = f"{b64(header)}.{b64(payload)}"
+        signature = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).sign(
+            signing_input.encode(), idp.keys["rsa"]
+        )
+        return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+    # In a vault:path_access entry it would reach the answer's honoured entries, which must be
+    # JSON (no Infinity): such an entry is RAR_INVALID.
+    for bad in ("@INF@", "@NINF@"):
+        entry = path_access("secret/data/ci/app", "read", allowed_parameters={"ttl": [bad]})
+        for path in ("secret/data/ci/app", ""):
+            r = w.authorize(signed([entry]), path, "read" if path else "")
+            assert r.code == "RAR_INVALID" and "finite" in r.reason, (r.code, r.reason)
     details = [path_access("secret/data/ci/app", "read"), {"type": "acme:thing", "n": "@INF@", "m": "@NINF@"}]
-    payload = json.dumps(idp.claims("huge", details)).replace('"@INF@"', "1e999").replace('"@NINF@"', "-1e999")
-    header = json.dumps({"alg": "RS256", "kid": idp.kids["rsa"], "typ": "at+jwt"})
-    signing_input = f"{b64(header)}.{b64(payload)}"
-    signature = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256).sign(
-        signing_input.encode(), idp.keys["rsa"]
-    )
-    tok = f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    tok = signed(details)
     for _ in range(2):  # the second time from the token cache
         r = w.authorize(tok, "secret/data/ci/app", "read")
         assert r.code == "ALLOWED", r.reason

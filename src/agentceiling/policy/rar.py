@@ -20,6 +20,7 @@ Templated paths must be rendered with :func:`render_entry` first; unrendered ent
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ def _fail(index: int, message: str) -> RarError:
 
 
 def _is_scalar(value: Any) -> bool:
-    return isinstance(value, str | bool | int | float)
+    # A number beyond float range (1e999) decodes to infinity, which no JSON answer can carry.
+    return isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _params(index: int, name: str, value: Any) -> ParamMap:
@@ -120,7 +122,7 @@ def _params(index: int, name: str, value: Any) -> ParamMap:
         if not isinstance(key, str):
             raise _fail(index, f"{name} keys must be strings")
         if not isinstance(values, list) or not all(_is_scalar(v) for v in values):
-            raise _fail(index, f"{name}.{key} must be an array of strings, numbers or booleans")
+            raise _fail(index, f"{name}.{key} must be an array of strings, finite numbers or booleans")
         low = key.lower()
         if low in out:
             raise _fail(index, f"{name} has duplicate parameter {low!r}")
