@@ -107,9 +107,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # too. (A header with whitespace before its '{' is not found: the token presented with a decision
 # is also removed by its exact text, see :func:`redact_jwts_in_json`.)
 JWT_LIKE = re.compile(r"e(?:y[A-DI-L]|w[0-3k-r])[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
-# In JSON text, the last hex digit of an escape can begin such a run ("\u001e" then "yJ..."): a
-# match there takes the escape along, so that replacing it cannot leave half an escape behind.
-_JSON_JWT_LIKE = re.compile(r"(?:\\u[0-9a-fA-F]{3})?" + JWT_LIKE.pattern)
 # Only text of a token's own alphabet can be replaced in JSON text without touching its structure.
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
@@ -153,13 +150,11 @@ def redact_jwts_in_json(text: str, replacement: str, also: str = "") -> str:
     only when made of a compact JWS's characters, which never spell JSON structure), replaced by
     ``replacement``: found in the escaped text, as the log's own check sees it, and never cutting
     an escape sequence in two. ``replacement`` must need no escaping in JSON."""
+    # In JSON text, the last hex digit of an escape can begin a run ("\u001e" then "yJ..."): the
+    # replacement then takes the escape along (_span_start), never leaving half of it behind.
     spans: list[tuple[int, int]] = []
     if _may_hold_jwt(text):
-        for m in _JSON_JWT_LIKE.finditer(text):
-            start = m.start()
-            if text[start] == "\\" and _escaped(text, start):  # "\\u00..." is text, not an escape
-                start += 5
-            spans.append((start, m.end()))
+        spans += ((_span_start(text, m.start()), m.end()) for m in JWT_LIKE.finditer(text))
     if len(also) >= 16 and also in text and _COMPACT_JWS.fullmatch(also):
         i = text.find(also)
         while i >= 0:
@@ -387,16 +382,27 @@ def _record_line(payload: bytes, seq: int, prev: str, now: str) -> tuple[tuple[b
 
 def _first_seq(fd: int, end: int, path: Path) -> int:
     """``seq`` of the first record of a file whose complete lines end at ``end`` (> 0)."""
-    head = _pread_exact(fd, min(end, MAX_LINE_BYTES), 0)
-    nl = head.find(b"\n")
-    try:
-        rec = _parse_json_line(head[: nl + 1]) if nl >= 0 else None
-    except ValueError:
-        rec = None
-    seq = rec.get("seq") if isinstance(rec, dict) else None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+    seq = _first_line_seq(fd, end)
+    if seq is None or seq < 1:
         raise AuditLogCorrupt(f"audit log {path}: the first line is not a record; refusing to open it")
     return seq
+
+
+def _first_line_seq(fd: int, end: int) -> int | None:
+    """``seq`` of the record on the first line of a file whose complete lines end at ``end`` (None
+    if there is none, or it is not a record)."""
+    head = _pread_exact(fd, min(end, MAX_LINE_BYTES), 0)
+    nl = head.find(b"\n")
+    return _line_seq(head[: nl + 1]) if nl >= 0 else None
+
+
+def _line_seq(line: bytes) -> int | None:
+    """``seq`` of the record on ``line`` (None if it is not a record)."""
+    try:
+        rec = _parse_json_line(line)
+    except ValueError:
+        return None
+    return _seq_of(rec) if isinstance(rec, dict) else None
 
 
 #: Every record line starts with this (its keys sort with "decision" first).
@@ -1298,23 +1304,6 @@ def _segment_seq(segment: Path) -> int:
     return int(segment.name.rsplit(".", 1)[1])
 
 
-def _first_line_seq(fd: int) -> int | None:
-    """``seq`` of the record on the first line of a file (None if empty, or not a record)."""
-    size = os.fstat(fd).st_size
-    head = _pread_exact(fd, min(size, _CHUNK), 0)
-    nl = head.find(b"\n")
-    if nl < 0 and size > _CHUNK:
-        head = _pread_exact(fd, min(size, MAX_LINE_BYTES), 0)
-        nl = head.find(b"\n")
-    if nl < 0:
-        return None
-    try:
-        rec = _parse_json_line(head[: nl + 1])
-    except ValueError:
-        return None
-    return _seq_of(rec) if isinstance(rec, dict) else None
-
-
 def _verify_files(
     path: Path,
     active: BinaryIO | None,
@@ -1327,7 +1316,7 @@ def _verify_files(
     segments = segment_paths(path)
     if active is not None:
         # Read after the listing: a file empty then had not been rotated (rotation needs a record).
-        head = _first_line_seq(active.fileno())
+        head = _first_line_seq(active.fileno(), os.fstat(active.fileno()).st_size)
         if head is not None:
             later = [s for s in segments if _segment_seq(s) >= head]
             try:
@@ -1504,11 +1493,7 @@ def _seq_before(fd: int, offset: int) -> int | None:
     start = _rfind_newline(fd, offset - 1) + 1
     if offset - start > MAX_LINE_BYTES:
         return None
-    try:
-        rec = _parse_json_line(_pread_exact(fd, offset - start, start))
-    except ValueError:
-        return None
-    return _seq_of(rec) if isinstance(rec, dict) else None
+    return _line_seq(_pread_exact(fd, offset - start, start))
 
 
 def _rotated_between(path: Path, after: int, before: int) -> Iterator[dict[str, Any]]:
