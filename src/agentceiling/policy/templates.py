@@ -238,14 +238,12 @@ def render_template_spans(
     return "".join(out), tuple(spans)
 
 
-def render_templates(text: str, ctx: TemplateContext | None, *, empty_ok: bool = False) -> str | None:
-    """Render every template in ``text``; ``None`` when any cannot be rendered safely.
-
-    A metadata value that is present but empty makes the text unrenderable too, unless
-    ``empty_ok``: then it renders as ``""``, as Vault does (for deny rules, which must not vanish).
-    A value containing ``*``, ``+``, ``{{`` or ``}}`` makes it unrenderable (it could widen the
-    pattern); see :func:`render_template_spans` for rendering such values literally."""
-    rendered = render_template_spans(text, ctx, empty_ok=empty_ok)
+def render_templates(text: str, ctx: TemplateContext | None) -> str | None:
+    """Render every template in ``text``; ``None`` when any cannot be rendered safely: a value
+    missing, empty, or containing ``*``, ``+``, ``{{`` or ``}}`` (it could widen the pattern). See
+    :func:`render_template_spans` for deny rules, which render empty values and such values
+    literally."""
+    rendered = render_template_spans(text, ctx)
     if rendered is None:
         return None
     out, spans = rendered
