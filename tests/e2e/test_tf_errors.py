@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
+
 from .conftest import PROVIDER_SOURCE, ControlPlane, Installation, Terraform, free_port, unique, workdir
 
 pytestmark = [pytest.mark.terraform, pytest.mark.slow]
@@ -172,6 +174,7 @@ def test_auth_login_token_file_with_the_real_cli(tf: Terraform, control_plane: C
     `auth_login_token_file`: the same HCL works here."""
     token_file = tmp_path / "vault-token"
     token_file.write_text(control_plane.token + "\n")
+    token_file.chmod(0o600)
     name = unique("tokfile")
 
     def main_tf(filename: Path) -> str:
@@ -246,13 +249,27 @@ resource "vault_identity_entity" "e" {{
     assert "Provider error" not in out.output and "Traceback" not in out.output, out
     tf.destroy(d2, env=env)
 
-    # A policy that already exists is an error on its name (not on its text).
+    # A policy that already exists: with allow_overwrite = false (deprecated, as upstream) an error
+    # on its name, in terraform-provider-vault's words; by default (upstream's `true`) it is
+    # overwritten, as Vault's PUT does.
     d3 = workdir(tmp_path, installation, SIMPLE_POLICY.replace('name   = "p"', f'name   = "{n}-pol"'))
     tf.init(d3)
     tf.apply(d3, env=env)
-    d4 = workdir(tmp_path, installation, SIMPLE_POLICY.replace('name   = "p"', f'name   = "{n}-pol"'))
+    d4 = workdir(tmp_path, installation, SIMPLE_POLICY.replace(
+        'name   = "p"', f'name   = "{n}-pol"\n  allow_overwrite = false'))
     tf.init(d4)
     out = tf.apply(d4, env=env, expect=1)
     (block,) = [b for b in _errors(out.output) if "already exists" in b]
     assert f'name   = "{n}-pol"' in block, out
-    tf.destroy(d3, env=env)
+    assert (f'policy "{n}-pol" already exists; use terraform import to manage it or set allow_overwrite = true'
+            in " ".join(block.split())), out
+    assert "Argument is deprecated" in out.output, out
+    d5 = workdir(tmp_path, installation, SIMPLE_POLICY.replace('name   = "p"', f'name   = "{n}-pol"').replace(
+        'capabilities = [\\"read\\"]', 'capabilities = [\\"list\\"]'))
+    tf.init(d5)
+    out = tf.apply(d5, env=env)
+    assert "Argument is deprecated" not in out.output, out
+    stored = control_plane.call("Policies", "Read", pb.ReadPolicyRequest(name=f"{n}-pol")).policy.policy
+    assert '"list"' in stored, "the existing policy was not overwritten"
+    tf.plan(d5, env=env, expect=0)  # nothing left to do
+    tf.destroy(d5, env=env)

@@ -25,7 +25,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "no_default_ceiling_policy": OC, "description": OPT, "owner": OPT, "creation_time": COMP,
         "last_updated_time": COMP, "optional_authorization_details": OC,
     },
-    "vault_policy": {"id": COMP, "namespace": OPT, "name": REQ, "policy": REQ},
+    "vault_policy": {"id": COMP, "namespace": OPT, "name": REQ, "policy": REQ, "allow_overwrite": OC},
     "vault_identity_entity": {
         "id": COMP, "namespace": OPT, "name": OC, "policies": OPT, "metadata": OPT, "disabled": OC,
         "external_policies": OC,
@@ -51,6 +51,7 @@ TYPES = {
     ("vault_identity_entity_alias", "custom_metadata"): ["map", "string"],
     ("vault_identity_entity_policies", "policies"): ["set", "string"],
     ("vault_identity_entity_policies", "exclusive"): "bool",
+    ("vault_policy", "allow_overwrite"): "bool",
 }
 
 

@@ -188,6 +188,7 @@ def test_auth_login_token_file(servers: tuple[Server, Server, Path], monkeypatch
     plain, _, _ = servers
     good = tmp_path / "token"
     good.write_text(plain.token + "\n")  # one line, as HCP Terraform writes it
+    good.chmod(0o600)
 
     def login(filename: Any, **extra: Any) -> list[dict[str, Any]]:
         return [{"filename": filename, "namespace": None, "use_root_namespace": None, **extra}]
@@ -206,11 +207,64 @@ def test_auth_login_token_file(servers: tuple[Server, Server, Path], monkeypatch
     for content, why in (("", "it is empty"), ("two\nlines\n", "single line")):
         bad = tmp_path / "bad"
         bad.write_text(content)
+        bad.chmod(0o600)
         _, diags = _configure(monkeypatch, {}, address=plain.address, auth_login_token_file=login(str(bad)))
         assert why in _only_error(diags) and diags.items[0].path == path
 
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-admin-token\n")
+    wrong.chmod(0o600)
     _, diags = _configure(monkeypatch, {}, address=plain.address, auth_login_token_file=login(str(wrong)))
     text = _only_error(diags)
     assert "refused the token from" in text and str(wrong) in text and diags.items[0].path == path
+
+
+def test_auth_login_token_file_from_the_environment_and_only_private(
+    servers: tuple[Server, Server, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """As terraform-provider-vault: `filename` defaults to TERRAFORM_VAULT_TOKEN_FILENAME, and the
+    file must be a regular file that only its owner can read."""
+    plain, _, _ = servers
+    path = ("auth_login_token_file", 0, "filename")
+    token = tmp_path / "token"
+    token.write_text(plain.token + "\n")
+    token.chmod(0o600)
+    empty_block = [{"filename": None, "namespace": None, "use_root_namespace": None}]
+    client, diags = _configure(monkeypatch, {"TERRAFORM_VAULT_TOKEN_FILENAME": str(token)}, address=plain.address,
+                               auth_login_token_file=empty_block)
+    assert client is not None and not diags.items, diags.items
+    client.close()
+
+    monkeypatch.delenv("TERRAFORM_VAULT_TOKEN_FILENAME")
+    _, diags = _configure(monkeypatch, {}, address=plain.address, auth_login_token_file=empty_block)
+    assert "TERRAFORM_VAULT_TOKEN_FILENAME" in _only_error(diags) and diags.items[0].path == path
+
+    for mode in (0o644, 0o640, 0o604):
+        token.chmod(mode)
+        _, diags = _configure(monkeypatch, {"TERRAFORM_VAULT_TOKEN_FILENAME": str(token)}, address=plain.address,
+                              auth_login_token_file=empty_block)
+        text = _only_error(diags)
+        assert f'token path "{token}" has an invalid mode' in text and "chmod 600" in text, text
+        assert diags.items[0].path == path
+
+    _, diags = _configure(monkeypatch, {}, address=plain.address,
+                          auth_login_token_file=[{**empty_block[0], "filename": str(tmp_path)}])
+    assert f'token path "{tmp_path}" is not regular file' in _only_error(diags)
+
+
+def test_provider_namespace_slashes_are_ignored(servers: tuple[Server, Server, Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`namespace = "admin/"` in the provider block is accepted, as upstream and as VAULT_NAMESPACE."""
+    plain, _, _ = servers
+    provider = build_provider()
+    for ns in ("admin/", "/admin"):
+        values: dict[str, Any] = {a.name: None for a in provider.schema.attributes}
+        values.update({b.name: [] for b in provider.schema.blocks})
+        values.update(namespace=ns, address=plain.address)
+        diags = Diagnostics()
+        provider.validate(values, diags)
+        assert not diags.items, diags.items
+        client, diags = _configure(monkeypatch, {"VAULT_TOKEN": plain.token}, address=plain.address, namespace=ns)
+        assert client is not None and not diags.items, diags.items
+        assert client.namespace(None) == "admin" and client.namespace("team") == "admin/team"
+        client.close()

@@ -20,6 +20,7 @@ VAULT_MAX_RETRIES, VAULT_CLIENT_CERT/VAULT_CLIENT_KEY), then a local server: add
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,13 @@ SCHEMA = Schema(
         Block(
             "auth_login_token_file",
             (
-                Attribute("filename", STRING, "File holding the token (one line).", required=True),
+                Attribute(
+                    "filename",
+                    STRING,
+                    "File holding the token (one line), readable by its owner only (e.g. mode 0600). Defaults "
+                    "to TERRAFORM_VAULT_TOKEN_FILENAME.",
+                    optional=True,
+                ),
                 Attribute("namespace", STRING, "Namespace of the login." + _NOOP, optional=True),
                 Attribute("use_root_namespace", BOOL, "Log in to the root namespace." + _NOOP, optional=True),
             ),
@@ -197,9 +204,6 @@ class VaultProvider(Provider):
                 and (value < 0 or value != int(value))
             ):
                 diags.error(f"Invalid {name}", f"{name} must be a whole number, at least 0.", (name,))
-        ns = config.get("namespace")
-        if isinstance(ns, str) and ns and (ns.startswith("/") or ns.endswith("/")):
-            diags.error("invalid Vault path", f'value {ns} contains leading/trailing "/"', ("namespace",))
 
     def configure(self, config: dict[str, Any], diags: Diagnostics) -> Any:
         unknown = sorted(k for k, v in config.items() if v is UNKNOWN)
@@ -233,7 +237,7 @@ class VaultProvider(Provider):
         token_path: tuple[str | int, ...] | None = None
         login = (config.get("auth_login_token_file") or [None])[0]
         if login:
-            read = _read_token_file(login.get("filename"), diags)
+            read = _read_token_file(login.get("filename") or _env("TERRAFORM_VAULT_TOKEN_FILENAME"), diags)
             if read is None:
                 return None
             token, token_source = read
@@ -359,8 +363,30 @@ def _read_token_file(filename: Any, diags: Diagnostics) -> tuple[str, str] | Non
             path,
         )
         return None
+    if not filename:
+        diags.error(
+            "Missing token file name",
+            "auth_login_token_file needs a filename, or the TERRAFORM_VAULT_TOKEN_FILENAME environment variable.",
+            path,
+        )
+        return None
+    file = Path(str(filename)).expanduser()
     try:
-        text = Path(str(filename)).expanduser().read_text()
+        # As terraform-provider-vault: a regular file that only its owner can read (the token is a
+        # credential; other local users must not be able to read it).
+        mode = file.stat().st_mode
+        if not stat.S_ISREG(mode):
+            diags.error("Invalid token file", f'token path "{filename}" is not regular file', path)
+            return None
+        if mode & 0o077:
+            diags.error(
+                "Invalid token file",
+                f'token path "{filename}" has an invalid mode {stat.filemode(mode)}: the token file must be '
+                "readable by its owner only (e.g. chmod 600)",
+                path,
+            )
+            return None
+        text = file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         diags.error("Cannot read the token file", f"auth_login_token_file: {filename}: {why}.", path)

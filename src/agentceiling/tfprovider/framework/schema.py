@@ -37,6 +37,7 @@ def attribute_to_proto(a: Attribute) -> pb.Schema.Attribute:
         optional=a.optional,
         computed=a.computed,
         sensitive=a.sensitive,
+        deprecated=a.deprecated,
     )
 
 

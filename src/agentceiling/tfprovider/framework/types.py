@@ -66,6 +66,8 @@ class Attribute:
     optional: bool = False
     computed: bool = False
     sensitive: bool = False
+    # Marked deprecated in the schema (terraform shows it so); the resource warns when it is set.
+    deprecated: bool = False
     # Static default for an optional+computed attribute, applied at plan time when config is null.
     default: Any = None
     requires_replace: bool = False

@@ -9,12 +9,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agentceiling.tfprovider.framework.types import STRING, Attribute, AttributePath, Diagnostics, Schema
+from agentceiling.tfprovider.framework.types import BOOL, STRING, Attribute, AttributePath, Diagnostics, Schema
 from agentceiling.tfprovider.resources._common import (
     NAMESPACE_ATTRIBUTE,
     VaultResource,
     check_namespace,
     import_namespace,
+    value_or,
 )
 
 BUILTIN = ("default", "default-ceiling")
@@ -34,7 +35,23 @@ SCHEMA = Schema(
         Attribute(
             "policy", STRING, "The policy document (Vault ACL policy syntax, HCL or JSON).", required=True
         ),
+        Attribute(
+            "allow_overwrite",
+            BOOL,
+            "Allow overwriting an existing policy. Defaults to `true` for backwards compatibility purposes. "
+            "Deprecated: use `terraform import` to manage existing policies.",
+            optional=True,
+            computed=True,
+            default=True,
+            deprecated=True,
+        ),
     ),
+)
+
+#: terraform-provider-vault's deprecation message for ``allow_overwrite``.
+ALLOW_OVERWRITE_DEPRECATED = (
+    "Deprecated. Overwriting pre-existing policies will soon be removed. "
+    "Use 'terraform import' to manage existing policies."
 )
 
 
@@ -51,6 +68,8 @@ class Policy(VaultResource):
 
     def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         check_namespace(config, diags)
+        if config.get("allow_overwrite") is not None:
+            diags.warning("Argument is deprecated", ALLOW_OVERWRITE_DEPRECATED, ("allow_overwrite",))
         name = config.get("name")
         if isinstance(name, str):
             if not name.strip():
@@ -98,7 +117,13 @@ class Policy(VaultResource):
             )
 
     def _from_api(self, p: Any, previous: dict[str, Any]) -> dict[str, Any]:
-        return {"id": p.name, "namespace": previous.get("namespace"), "name": p.name, "policy": p.policy}
+        return {
+            "id": p.name,
+            "namespace": previous.get("namespace"),
+            "name": p.name,
+            "policy": p.policy,
+            "allow_overwrite": bool(value_or(previous.get("allow_overwrite"), True)),  # configuration only
+        }
 
     def warning_path(self, text: str) -> AttributePath | None:
         return ("policy",)  # the control plane's warnings about a policy are about its text
@@ -112,8 +137,26 @@ class Policy(VaultResource):
         if cp is None:
             return None
         policy = self._to_api(cp, planned)
-        if planned["name"] in BUILTIN:
-            # Built-in policies always exist; writing one (as Vault's PUT does) means updating it.
+        overwrite = planned["name"] in BUILTIN  # built-in policies always exist
+        if not overwrite:
+            # As terraform-provider-vault: an existing policy is overwritten (Vault's PUT), unless
+            # allow_overwrite = false.
+            namespace = cp.namespace(planned.get("namespace"))
+            read = cp.pb.ReadPolicyRequest(namespace=namespace, name=planned["name"])
+            existing = self.fetch(cp, diags, read, planned)
+            if diags.has_errors:
+                return None
+            if existing is not None:
+                if not value_or(planned.get("allow_overwrite"), True):
+                    diags.error(
+                        f'The policy "{planned["name"]}" already exists',
+                        f'policy "{planned["name"]}" already exists; use terraform import to manage it or set '
+                        f"allow_overwrite = true\n\n{self.import_hint}",
+                        ("name",),
+                    )
+                    return None
+                overwrite = True
+        if overwrite:
             request = cp.pb.UpdatePolicyRequest(policy=policy)
             return self.written(cp, diags, action="create", method="Update", request=request, values=planned)
         return self.written(
@@ -172,4 +215,4 @@ class Policy(VaultResource):
         if not import_id.strip():
             diags.error("Invalid import ID", f"Import a policy by its name, e.g. `{self.import_hint}`.")
             return None
-        return self.empty_state(id=import_id, name=import_id, namespace=import_namespace())
+        return self.empty_state(id=import_id, name=import_id, namespace=import_namespace(), allow_overwrite=True)
