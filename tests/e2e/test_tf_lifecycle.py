@@ -4,6 +4,7 @@ import`, an `import {}` block with -generate-config-out, and destroy."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -276,4 +277,77 @@ resource "vault_oauth_resource_server_config_profile" "p" {{
     assert tf.resource(d, "vault_agent_registration.r")["ceiling_policies"] == [f"{n}-a"]
     assert tf.resource(d, "vault_identity_entity.e")["metadata"] == {"pol": f"{n}-a", "team": "ops"}
     assert tf.resource(d, "vault_oauth_resource_server_config_profile.p")["audiences"] == [f"{n}-aud", "fixed"]
+    tf.destroy(d, env=env)
+
+
+def test_collections_wholly_unknown_and_sets_of_several_unknowns(
+    tf: Terraform, control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    """A list, set or map whose whole value is known only after apply plans as unknown (it crashed
+    the plan with a TypeError), and a set of two values both known only after apply keeps both (one
+    was dropped: "Provider produced invalid plan"); on create and on update."""
+    env = control_plane.env
+    n = unique("whole")
+
+    def config(meta: str, pols: list[str]) -> str:
+        return f"""
+resource "vault_policy" "a" {{
+  name   = "{n}-a"
+  policy = "path \\"x\\" {{ capabilities = [\\"read\\"] }}"
+}}
+
+resource "vault_policy" "b" {{
+  name   = "{n}-b"
+  policy = "path \\"y\\" {{ capabilities = [\\"read\\"] }}"
+}}
+
+resource "terraform_data" "pols" {{
+  input = {json.dumps(pols)}
+}}
+
+resource "terraform_data" "meta" {{
+  input = {{ team = "{meta}" }}
+}}
+
+resource "vault_identity_entity" "e" {{
+  name     = "{n}-e"
+  metadata = terraform_data.meta.output
+}}
+
+resource "vault_identity_entity" "two" {{
+  name     = "{n}-two"
+  policies = [vault_policy.a.id, vault_policy.b.id]
+}}
+
+resource "vault_identity_entity" "e3" {{
+  name       = "{n}-e3"
+  policies   = toset(terraform_data.pols.output)
+  depends_on = [vault_policy.a, vault_policy.b]
+}}
+
+resource "vault_agent_registration" "r" {{
+  display_name     = "{n}-r"
+  entity_id        = vault_identity_entity.e3.id
+  ceiling_policies = terraform_data.pols.output
+}}
+"""
+
+    d = workdir(tmp_path, installation, config("ops", [f"{n}-a"]))
+    tf.init(d)
+    plan = tf.plan(d, env=env, expect=2)
+    assert "Plan: 8 to add" in plan.stdout, plan
+    tf.apply(d, env=env)
+    tf.plan(d, env=env, expect=0)
+    assert tf.resource(d, "vault_identity_entity.e")["metadata"] == {"team": "ops"}
+    assert sorted(tf.resource(d, "vault_identity_entity.two")["policies"]) == [f"{n}-a", f"{n}-b"]
+    assert tf.resource(d, "vault_agent_registration.r")["ceiling_policies"] == [f"{n}-a"]
+
+    # Update: the terraform_data inputs change, so their outputs are unknown again in the plan.
+    (d / "main.tf").write_text((d / "main.tf").read_text().replace(
+        config("ops", [f"{n}-a"]), config("dev", [f"{n}-a", f"{n}-b"])))
+    tf.plan(d, env=env, expect=2)
+    tf.apply(d, env=env)
+    tf.plan(d, env=env, expect=0)
+    assert tf.resource(d, "vault_identity_entity.e")["metadata"] == {"team": "dev"}
+    assert tf.resource(d, "vault_agent_registration.r")["ceiling_policies"] == [f"{n}-a", f"{n}-b"]
     tf.destroy(d, env=env)

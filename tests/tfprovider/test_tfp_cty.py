@@ -312,3 +312,40 @@ def test_same_matches_unknowns_in_the_same_place() -> None:
     assert not same(["list", "string"], ["x", UNKNOWN], ["x", "y"])
     assert not same(["map", "string"], {"k": UNKNOWN}, {"j": UNKNOWN})
     assert same(["set", "string"], ["a", "b"], ["b", "a"]) and same(["list", "number"], [1], [1.0])
+
+
+def test_same_with_a_wholly_unknown_collection_at_any_depth() -> None:
+    """A collection can be unknown as a whole (`metadata = terraform_data.x.output`), not only its
+    elements: `same` compares it without treating the unknown as a list or a map."""
+    from agentceiling.tfprovider.framework.cty import same
+
+    for t, known in (
+        (["list", "string"], ["x"]),
+        (["set", "string"], ["x"]),
+        (["map", "string"], {"k": "v"}),
+        (["object", {"a": ["list", "number"]}], {"a": [1]}),
+        (["list", ["map", "string"]], [{"k": "v"}]),
+        (["set", ["list", "string"]], [["x"]]),
+        (["map", ["set", "string"]], {"k": ["x"]}),
+        (["tuple", [["list", "string"]]], [["x"]]),
+    ):
+        assert same(t, UNKNOWN, UNKNOWN), t
+        assert not same(t, UNKNOWN, known) and not same(t, known, UNKNOWN), t
+        assert not same(t, UNKNOWN, None) and not same(t, None, UNKNOWN), t
+    # ... and nested: an element that is itself a wholly unknown collection
+    assert same(["list", ["map", "string"]], [UNKNOWN, {"k": "v"}], [UNKNOWN, {"k": "v"}])
+    assert not same(["list", ["map", "string"]], [UNKNOWN], [{"k": "v"}])
+    assert same(["set", ["list", "string"]], [UNKNOWN, ["x"]], [["x"], UNKNOWN])
+    assert same(["map", ["set", "string"]], {"k": UNKNOWN}, {"k": UNKNOWN})
+    assert not same(["map", ["set", "string"]], {"k": UNKNOWN}, {"k": ["x"]})
+
+
+def test_a_set_keeps_every_unknown_element() -> None:
+    """`policies = [vault_policy.a.id, vault_policy.b.id]` on create: two unknowns, which may turn
+    out different, so the set keeps both (one was dropped, and terraform refused the plan)."""
+    t = parse_type(["set", "string"])
+    for value in ([UNKNOWN, UNKNOWN], [UNKNOWN, "x", UNKNOWN], [UNKNOWN, UNKNOWN, UNKNOWN]):
+        back = cty.decode_msgpack(t, cty.encode_msgpack(t, value))
+        assert sorted(back, key=lambda v: v is UNKNOWN) == sorted(value, key=lambda v: v is UNKNOWN)
+    assert len({t.key([UNKNOWN]), t.key([UNKNOWN])}) == 2
+    assert len(cty.decode_msgpack(t, cty.encode_msgpack(t, ["x", "x", UNKNOWN, UNKNOWN]))) == 3

@@ -23,6 +23,7 @@ compiled once into :class:`CtyType` objects (cached) that do the conversion.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -93,6 +94,30 @@ class TypedValue:
 # Compiled types
 
 
+class _Mark:
+    """An unknown as a value equal only to itself, so that :func:`same` can reuse ``equal``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+_MARK = _Mark()
+
+
+def _unknown_in(a: Any, b: Any) -> bool:
+    """Whether either side is an unknown: UNKNOWN (equal to nothing) or :func:`same`'s mark (equal
+    only to a mark). Every ``equal`` asks this first, at every depth: a whole collection can be
+    unknown, not only its elements."""
+    return a is UNKNOWN or b is UNKNOWN or a is _MARK or b is _MARK
+
+
+#: Set keys of unknown elements: each unknown is its own element (two unknown policies in a set
+#: may turn out different), so no two may share a key.
+_UNKNOWN_KEYS = itertools.count()
+
+
 class CompiledType:
     """One cty type. ``to_wire``/``from_wire`` convert between Python values and the structures
     msgpack packs/unpacks; ``to_json``/``from_json`` do the same for the JSON encoding."""
@@ -113,8 +138,8 @@ class CompiledType:
 
     def equal(self, a: Any, b: Any) -> bool:
         """cty equality for known values; an unknown is equal to nothing (not even UNKNOWN)."""
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if a is None or b is None:
             return a is None and b is None
         return bool(a == b)
@@ -122,7 +147,7 @@ class CompiledType:
     def key(self, v: Any) -> Any:
         """A hashable form of a value, equal for equal values (used for sets)."""
         if v is UNKNOWN:
-            return ("?", id(object()))
+            return ("?", next(_UNKNOWN_KEYS))
         return v
 
     def __repr__(self) -> str:
@@ -230,8 +255,8 @@ class _Number(CompiledType):
         return self.from_wire(v, path)
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if a is None or b is None:
             return a is None and b is None
         return bool(a == b)
@@ -320,8 +345,8 @@ class _Sequence(CompiledType):
         return [self.elem.from_json(x, (*path, i)) for i, x in enumerate(v)]
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if self.block:
             a, b = a or [], b or []
         if a is None or b is None:
@@ -331,7 +356,7 @@ class _Sequence(CompiledType):
         return all(self.elem.equal(x, y) for x, y in zip(a, b, strict=True))
 
     def key(self, v: Any) -> Any:
-        if v is UNKNOWN:
+        if v is UNKNOWN or v is _MARK:
             return super().key(v)
         if v is None:
             return () if self.block else None
@@ -357,8 +382,8 @@ class _Set(_Sequence):
         return out
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if self.block:
             a, b = a or [], b or []
         if a is None or b is None:
@@ -368,7 +393,7 @@ class _Set(_Sequence):
         return {self.elem.key(x) for x in a} == {self.elem.key(x) for x in b}
 
     def key(self, v: Any) -> Any:
-        if v is UNKNOWN:
+        if v is UNKNOWN or v is _MARK:
             return super().key(v)
         if v is None:
             return frozenset() if self.block else None
@@ -413,8 +438,8 @@ class _Map(CompiledType):
         return {k: self.elem.from_json(x, (*path, k)) for k, x in self._check(v, path).items()}
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if a is None or b is None:
             return a is None and b is None
         if a.keys() != b.keys():
@@ -422,7 +447,7 @@ class _Map(CompiledType):
         return all(self.elem.equal(a[k], b[k]) for k in a)
 
     def key(self, v: Any) -> Any:
-        if v is UNKNOWN or v is None:
+        if v is UNKNOWN or v is _MARK or v is None:
             return super().key(v)
         return ("map", tuple(sorted((k, self.elem.key(x)) for k, x in v.items())))
 
@@ -474,14 +499,14 @@ class _Object(CompiledType):
         return {k: self.attrs[k].from_json(v.get(k), (*path, k)) for k in self.names}
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if a is None or b is None:
             return a is None and b is None
         return all(self.attrs[k].equal(a.get(k), b.get(k)) for k in self.names)
 
     def key(self, v: Any) -> Any:
-        if v is UNKNOWN or v is None:
+        if v is UNKNOWN or v is _MARK or v is None:
             return super().key(v)
         return ("obj", tuple(self.attrs[k].key(v.get(k)) for k in self.names))
 
@@ -531,14 +556,14 @@ class _Tuple(CompiledType):
         ]
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if a is None or b is None:
             return a is None and b is None
         return all(t.equal(x, y) for t, x, y in zip(self.elems, a, b, strict=True))
 
     def key(self, v: Any) -> Any:
-        if v is UNKNOWN or v is None:
+        if v is UNKNOWN or v is _MARK or v is None:
             return super().key(v)
         return ("tuple", tuple(t.key(x) for t, x in zip(self.elems, v, strict=True)))
 
@@ -603,8 +628,8 @@ class _Dynamic(CompiledType):
         return TypedValue(v["type"], parse_type(v["type"]).from_json(v.get("value"), path))
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is UNKNOWN or b is UNKNOWN:
-            return False
+        if _unknown_in(a, b):
+            return a is _MARK and b is _MARK
         if a is None or b is None:
             return a is None and b is None
         ta, va = self._typed(a)
@@ -612,7 +637,7 @@ class _Dynamic(CompiledType):
         return ta.json_type == tb.json_type and ta.equal(va, vb)
 
     def key(self, v: Any) -> Any:
-        if v is UNKNOWN or v is None:
+        if v is UNKNOWN or v is _MARK or v is None:
             return super().key(v)
         t, inner = self._typed(v)
         return ("dyn", _type_bytes(t.json_type), t.key(inner))
@@ -736,18 +761,6 @@ def is_wholly_known(v: Any) -> bool:
     if isinstance(v, list | tuple):
         return all(is_wholly_known(x) for x in v)
     return True
-
-
-class _Mark:
-    """An unknown as a value equal only to itself, so that :func:`same` can reuse ``equal``."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<unknown>"
-
-
-_MARK = _Mark()
 
 
 def _marked(v: Any) -> Any:
