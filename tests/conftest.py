@@ -36,13 +36,14 @@ class PgCluster:
     def url(self, dbname: str) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
 
-    def create_database(self) -> str:
+    def create_database(self, options: str = "") -> str:
+        """A new, empty database; ``options`` go to CREATE DATABASE (e.g. a collation)."""
         import sqlalchemy as sa
 
         name = "ac_" + uuid.uuid4().hex[:12]
         engine = sa.create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" {options}')
         engine.dispose()
         return self.url(name)
 

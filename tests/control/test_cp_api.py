@@ -61,6 +61,21 @@ def test_calls_without_a_valid_token_are_unauthenticated(srv: Any, header: str |
             assert (exc.code(), exc.details()) == (C.UNAUTHENTICATED, DENY), method
 
 
+def test_only_the_first_bearer_token_of_a_call_is_checked(srv: Any) -> None:
+    """Each unknown token costs a database read: a call with many authorization headers gets one
+    check, of its first bearer token."""
+    with grpc.insecure_channel(srv.address) as ch:
+        wrong_first = [("authorization", f"Bearer wrong-{i}") for i in range(150)] + [
+            ("authorization", f"Bearer {srv.token}")
+        ]
+        exc = rpc_error(raw_call, ch, "/agentceiling.v1.System/Status", b"", wrong_first)
+        assert (exc.code(), exc.details()) == (C.UNAUTHENTICATED, DENY)
+        right_first = [("authorization", f"Basic {srv.token}"), ("authorization", f"Bearer {srv.token}"),
+                       ("authorization", "Bearer wrong")]
+        raw = raw_call(ch, "/agentceiling.v1.System/Status", b"", right_first)
+        assert pb.StatusResponse.FromString(raw).database in ("sqlite", "postgresql")
+
+
 def test_valid_token_works_with_any_scheme_case(srv: Any) -> None:
     with grpc.insecure_channel(srv.address) as ch:
         for scheme in ("Bearer", "bearer", "BEARER"):
@@ -152,6 +167,12 @@ def test_oversized_message_is_resource_exhausted_and_the_server_keeps_serving(sr
         )
         assert exc.code() == C.RESOURCE_EXHAUSTED, (exc.code(), exc.details())
     assert srv.proc.poll() is None
+    assert c.generation() == before
+    # A policy under the limit in characters but not in bytes is refused before anything is
+    # written (it was stored, the Create answered RESOURCE_EXHAUSTED, and no Read could return it).
+    wide = SIMPLE_POLICY + "#" + "\u00e9" * int(1.9 * MiB) + "\n"  # 3.8 MB, under 4 MiB
+    exc = rpc_error(c.policies.Create, pb.CreatePolicyRequest(policy=pb.Policy(name=uniq("wide"), policy=wide)))
+    assert exc.code() == C.INVALID_ARGUMENT and "bytes in UTF-8" in exc.details(), (exc.code(), exc.details())
     assert c.generation() == before
     # Just under the limit still works.
     fits = SIMPLE_POLICY + "#" + "y" * (3 * MiB) + "\n"

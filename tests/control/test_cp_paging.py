@@ -74,3 +74,64 @@ def test_entities_and_registrations_page_through_everything_in_id_order(c: Clien
     entity_ids = [e.id for e in _pages(c.entities.List, "entities", ns)]
     assert entity_ids == sorted(r.entity_id for r in regs)
     assert [r.id for r in _pages(c.registrations.List, "registrations", ns)] == sorted(r.id for r in regs)
+
+
+def test_pages_cut_to_fit_a_reply_continue_in_id_order(c: Client) -> None:
+    """A page too big for one reply is cut short; its token must be the last listed item's id, the
+    key entities and registrations page by (it was the name: objects were skipped, or the same
+    page came back for ever)."""
+    ns = uniq("ns")
+    meta = {f"k{j:03d}" + "k" * 200: "v" * 4096 for j in range(64)}  # ~275 KB per entity
+    pols = [c.policy(namespace=ns, name=f"pol{j:03d}-" + "x" * 490).name for j in range(256)]
+    made = []
+    for i in range(16):  # names sort against ids both ways: "a..." before, "z..." after
+        e = c.entity(namespace=ns, name=f"{'az'[i % 2]}-ent-{i:02d}", metadata=meta)
+        r = c.registration(e.id, namespace=ns, display_name=f"{'za'[i % 2]}-agent-{i:02d}", ceiling_policies=pols,
+                           description="d" * 16000, owner="o" * 16000)
+        made.append((e.id, r.id))
+    for lister, field, want in (
+        (c.entities.List, "entities", sorted(e for e, _ in made)),
+        (c.registrations.List, "registrations", sorted(r for _, r in made)),
+    ):
+        listed: list[str] = []
+        token, pages = "", 0
+        while True:
+            resp = lister(pb.ListRequest(namespace=ns, page_token=token))
+            listed += [x.id for x in getattr(resp, field)]
+            pages += 1
+            token = resp.next_page_token
+            if not token or pages > 40:
+                break
+        assert pages > 1, f"{field}: the reply budget should have cut the page"
+        assert listed == want, (field, pages, len(listed))
+
+
+def test_name_pages_on_a_postgresql_database_with_a_locale_collation(pg_cluster: Any) -> None:
+    """Policies and profiles page by name. On a database whose collation is a locale's (ICU
+    en-US: "a" < "B" < "c"), pages must still follow code-point order, as the tokens do (a page
+    re-sorted in Python ended elsewhere than the database's next page began: names were repeated
+    and skipped)."""
+    from agentceiling.domain.models import PolicyDoc
+    from agentceiling.service.control import ControlPlane
+
+    url = pg_cluster.create_database("TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+    db = Database(url)
+    try:
+        migrate.upgrade(db)
+        cp = ControlPlane(db)
+        names = ["a", "B", "c", "D", "e", "Zed", "zed"]
+        for name in names:
+            cp.create_policy(PolicyDoc("coll", name, 'path "a/*" { capabilities = ["read"] }'))
+        want = sorted([*names, "default", "default-ceiling"])
+        for size in (1, 2, 3):
+            listed: list[str] = []
+            token = ""
+            while True:
+                page = cp.list_policies("coll", size, token)
+                listed += [p.name for p in page.items]
+                token = page.next_page_token
+                if not token or len(listed) > 3 * len(want):
+                    break
+            assert listed == want, (size, listed)
+    finally:
+        db.dispose()

@@ -22,6 +22,8 @@ PAGE_BYTES = 3 * 1024 * 1024
 
 
 def fit_page(msgs: list[M], keys: list[str], next_token: str) -> tuple[list[M], str]:
+    """Cut a page that would not fit in a reply. ``keys`` are what the service pages by (the token
+    of a cut page is the key of its last item, as the service's own)."""
     total = 0
     for i, m in enumerate(msgs):
         total += m.ByteSize() + 16
@@ -99,7 +101,7 @@ class Registrations(pbg.AgentRegistrationsServicer):
         page = self.cp.list_registrations(request.namespace, request.page_size, request.page_token)
         items, token = fit_page(
             [convert.registration_to_pb(r) for r in page.items],
-            [r.display_name for r in page.items],
+            [r.id for r in page.items],  # the service pages registrations by id
             page.next_page_token,
         )
         return pb.ListRegistrationsResponse(registrations=items, next_page_token=token)
@@ -169,7 +171,7 @@ class Entities(pbg.IdentityEntitiesServicer):
     def List(self, request: pb.ListRequest, context: Ctx) -> pb.ListEntitiesResponse:
         page = self.cp.list_entities(request.namespace, request.page_size, request.page_token)
         items, token = fit_page(
-            [convert.entity_to_pb(e) for e in page.items], [e.name for e in page.items], page.next_page_token
+            [convert.entity_to_pb(e) for e in page.items], [e.id for e in page.items], page.next_page_token
         )
         return pb.ListEntitiesResponse(entities=items, next_page_token=token)
 

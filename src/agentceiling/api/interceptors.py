@@ -61,6 +61,7 @@ class AdminTokenInterceptor(grpc.ServerInterceptor):
                     return _failing(
                         grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
                     )
-                if ok:
-                    return continuation(handler_call_details)
+                # One bearer token per call: a call carrying many cannot make the server look each
+                # one up (an unknown token costs a database read).
+                return continuation(handler_call_details) if ok else self._deny_handler
         return self._deny_handler

@@ -35,6 +35,7 @@ ECHO_MAX = 100  # the most of a user's value an error message repeats
 CLAIM_MAX = 256
 TEXT_MAX = 16 * 1024
 POLICY_MAX = 3584 * 1024  # a reply carrying it still fits the 4 MiB message limit
+POLICY_MAX_BYTES = POLICY_MAX  # ... which counts bytes: a policy of "é"s is half as many characters
 PEM_MAX = 16 * 1024
 CA_PEM_MAX = 256 * 1024
 LIST_MAX = 64
@@ -471,7 +472,7 @@ def validate_policy_name(name: str) -> None:
 
 def validate_policy_text(text: str) -> None:
     v = Violations()
-    check_text(v, "policy", text, POLICY_MAX)
+    check_text(v, "policy", text, POLICY_MAX, POLICY_MAX_BYTES)
     v.raise_if_any()
 
 

@@ -105,12 +105,17 @@ def get_policies(conn: Connection, namespace: str, names: Sequence[str]) -> dict
     return {r["name"]: _policy(r) for r in rows}
 
 
+def _bytewise(conn: Connection, column: Any) -> Any:
+    """``column`` compared and ordered by code point, as Python compares strings and as page tokens
+    assume. SQLite's default collation already is; a PostgreSQL database's may be a locale's
+    (en_US, ICU), in which a page would not end where the next one starts."""
+    return column.collate("C") if conn.dialect.name == "postgresql" else column
+
+
 def list_policies(conn: Connection, namespace: str, after: str, limit: int) -> list[PolicyDoc]:
+    name = _bytewise(conn, policies.c.name)
     rows = conn.execute(
-        sa.select(policies)
-        .where(policies.c.namespace == namespace, policies.c.name > after)
-        .order_by(policies.c.name)
-        .limit(limit)
+        sa.select(policies).where(policies.c.namespace == namespace, name > after).order_by(name).limit(limit)
     ).mappings()
     return [_policy(r) for r in rows]
 
@@ -251,11 +256,9 @@ def get_profile_by_issuer(conn: Connection, namespace: str, issuer_norm: str) ->
 
 
 def list_profiles(conn: Connection, namespace: str, after: str, limit: int) -> list[Profile]:
+    name = _bytewise(conn, profiles.c.profile_name)
     rows = conn.execute(
-        sa.select(profiles)
-        .where(profiles.c.namespace == namespace, profiles.c.profile_name > after)
-        .order_by(profiles.c.profile_name)
-        .limit(limit)
+        sa.select(profiles).where(profiles.c.namespace == namespace, name > after).order_by(name).limit(limit)
     ).mappings()
     return [_profile(r) for r in rows]
 
