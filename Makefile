@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DATA_DIR ?= .agentceiling-demo
+# Not taken from the environment (a DATA_DIR there names someone's data): `make run DEMO_DIR=...`.
+DEMO_DIR := .agentceiling-demo
 
 .PHONY: run test lint typecheck gen venv clean bench
 
@@ -21,7 +22,7 @@ gen: $(STAMP)
 	$(PY) scripts/genproto.py
 
 run: $(STAMP)
-	$(PY) scripts/demo.py --data-dir $(DATA_DIR)
+	$(PY) scripts/demo.py --data-dir $(DEMO_DIR)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -39,4 +40,5 @@ bench: $(STAMP)
 	$(PY) bench/terraform_apply.py
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info
+	@if [ -f "$(DEMO_DIR)/.agentceiling-demo" ]; then rm -rf "$(DEMO_DIR)"; fi

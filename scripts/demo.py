@@ -54,9 +54,20 @@ def main() -> int:
     ap.add_argument("--data-dir", type=Path, default=REPO / ".agentceiling-demo")
     args = ap.parse_args()
     data = args.data_dir.resolve()
+    marker = data / ".agentceiling-demo"
     if data.exists():
+        # Only a directory an earlier demo made is cleared: never one that merely has the name.
+        ours = marker.is_file() or data == (REPO / ".agentceiling-demo").resolve()  # the default is the repo's
+        if not ours and any(data.iterdir()):
+            print(
+                f"demo: {data} exists and was not made by this demo; not deleting it. "
+                "Choose another --data-dir (make run DEMO_DIR=...) or remove it yourself.",
+                file=sys.stderr,
+            )
+            return 2
         shutil.rmtree(data)
     data.mkdir(parents=True)
+    marker.write_text("made by scripts/demo.py; `make run` deletes this directory\n")
     control = f"127.0.0.1:{free_port(8250)}"
     authz = f"127.0.0.1:{free_port(8251)}"
 

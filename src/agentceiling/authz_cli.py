@@ -208,6 +208,41 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def _not_the_server(pid: int, lock_path: Path) -> str:
+    """Why ``pid`` (named by the lock file) must not get the SIGHUP, or "" when it is an
+    agentceiling server holding that lock. Signalling blindly could stop an unrelated process (the
+    server in another pid namespace, e.g. a container: its pid means another process here) or a
+    concurrent `audit rotate`, which has no SIGHUP handler. Checked through /proc where there is one."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return ""  # no /proc here: trust the lock file
+    try:
+        lock = lock_path.stat()
+        holds = False
+        for fd in (proc / str(pid) / "fd").iterdir():
+            try:
+                st = fd.stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (lock.st_dev, lock.st_ino):
+                holds = True
+                break
+        cmdline = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        holds, cmdline = False, []
+    except PermissionError:
+        return f"process {pid} (named by {lock_path}) belongs to another user; send it SIGHUP yourself"
+    if not holds:
+        return (
+            f"process {pid}, named by {lock_path}, does not hold the log open (is the server in another "
+            "pid namespace, e.g. a container? send SIGHUP to it there)"
+        )
+    if b"serve" not in cmdline:
+        shown = " ".join(" ".join(a.decode(errors="replace").split()) for a in cmdline if a)[:200]
+        return f"the log is held by process {pid} ({shown}), not by a server: try again when it is done"
+    return ""
+
+
 def _rotate(path: Path, timeout: float) -> int:
     """Rotate the audit log at ``path``: through the server that holds it open (SIGHUP to the pid in
     its lock file), or directly when no process holds it."""
@@ -217,6 +252,15 @@ def _rotate(path: Path, timeout: float) -> int:
 
     from agentceiling.store import audit_log
 
+    base, dot, digits = path.name.rpartition(".")
+    if dot and digits.isdigit() and base and path in audit_log.segment_paths(path.with_name(base)):
+        # A rotated segment of the log beside it: "rotating" it would fork that log's chain.
+        print(
+            f"agentceiling: not rotating {path}: it is a rotated segment of {path.with_name(base)}; "
+            f"rotate that log instead",
+            file=sys.stderr,
+        )
+        return 2
     lock_path = audit_log.lock_path(path)
     before = audit_log.segment_paths(path)
     held_by_server, owner = False, ""
@@ -260,6 +304,10 @@ def _rotate(path: Path, timeout: float) -> int:
     else:
         if not owner.isdigit():
             print(f"agentceiling: {lock_path} is locked but names no process id", file=sys.stderr)
+            return 2
+        problem = _not_the_server(int(owner), lock_path)
+        if problem:
+            print(f"agentceiling: not rotating {path}: {problem}", file=sys.stderr)
             return 2
         try:
             os.kill(int(owner), signal.SIGHUP)

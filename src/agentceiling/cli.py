@@ -141,7 +141,18 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("ADDRESS", "127.0.0.1:8250"),
         help="[AGENTCEILING_ADDRESS]",
     )
-    status.add_argument("--data-dir", type=Path, default=default_data_dir())
+    status.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="read the admin token from this server data directory (wins over VAULT_TOKEN when given)",
+    )
+    status.add_argument(
+        "--ca-cert",
+        type=authz_cli.file_path,
+        default=os.environ.get("AGENTCEILING_CA_CERT") or None,
+        help="CA bundle: connect with TLS (a server started with --tls-cert) [AGENTCEILING_CA_CERT]",
+    )
 
     try:
         from agentceiling.tfprovider import install as tf_install
@@ -158,8 +169,10 @@ def _database_error(url: str, exc: Exception) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from agentceiling.store.db import shown_url
+
     try:
-        shown = make_url(url).render_as_string(hide_password=True)
+        shown = shown_url(make_url(url))
     except ArgumentError:
         shown = "(unparsable URL)"
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
@@ -274,9 +287,11 @@ def _status(args: argparse.Namespace) -> int:
     from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
     from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 
-    token = os.environ.get("VAULT_TOKEN", "")
+    # An explicit --data-dir names the token to use; without it, VAULT_TOKEN, then the default
+    # data directory's admin-token.
+    token = "" if args.data_dir is not None else os.environ.get("VAULT_TOKEN", "")
     if not token:
-        token_file = args.data_dir / "admin-token"
+        token_file = (args.data_dir if args.data_dir is not None else default_data_dir()) / "admin-token"
         try:
             token = token_file.read_bytes().decode("utf-8").strip()
         except OSError as exc:
@@ -295,13 +310,27 @@ def _status(args: argparse.Namespace) -> int:
     if not token or not token.isascii() or not token.isprintable():
         print(f"agentceiling: the admin token in {source} is empty or not printable ASCII text", file=sys.stderr)
         return 2
-    with grpc.insecure_channel(args.address) as channel:
+    if args.ca_cert is not None:
+        try:
+            ca = Path(args.ca_cert).read_bytes()
+        except OSError as exc:
+            print(f"agentceiling: cannot read the CA bundle {args.ca_cert}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(ca))
+    else:
+        channel = grpc.insecure_channel(args.address)
+    with channel:
         try:
             resp = pbg.SystemStub(channel).Status(
                 pb.StatusRequest(), metadata=[("authorization", f"Bearer {token}")], timeout=5
             )
         except grpc.RpcError as exc:
-            print(f"agentceiling: {args.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            hint = ""
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                hint = f" (the admin token came from {source})"
+            elif exc.code() == grpc.StatusCode.UNAVAILABLE and args.ca_cert is None:
+                hint = " (if the server was started with --tls-cert, give --ca-cert)"
+            print(f"agentceiling: {args.address}: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
             return 1
     print(json.dumps({"version": resp.version, "generation": resp.generation, "database": resp.database}))
     return 0

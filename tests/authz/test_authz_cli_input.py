@@ -148,3 +148,51 @@ def test_audit_commands_refuse_a_fifo_or_a_directory_instead_of_waiting(tmp_path
     assert run.returncode == 2 and "not a regular file" in _error(run), run
     run = _cli("audit", command, "--file", str(tmp_path))
     assert run.returncode == 2 and "is a directory" in _error(run), run
+
+
+def test_audit_rotate_signals_only_a_server_that_holds_the_log(tmp_path: Path) -> None:
+    """The lock file names a pid. `audit rotate` sends SIGHUP only when that process holds the log
+    open and is a server: a concurrent `audit rotate` (no SIGHUP handler: it died) or a process the
+    pid means here but not in the server's pid namespace (a container) is left alone."""
+    log = tmp_path / "audit.log"
+    _make_log(log)
+    holder_code = (
+        "import sys, time\n"
+        "from agentceiling.store.audit_log import AuditLog\n"
+        "alog = AuditLog.open(sys.argv[1]); print('ready', flush=True); time.sleep(120)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(log)], stdout=subprocess.PIPE, text=True)
+    bystander = subprocess.Popen(["sleep", "120"])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        # Held by a process that is not a server.
+        line = _error(_cli("audit", "rotate", "--file", str(log)))
+        assert f"held by process {holder.pid}" in line and "not by a server" in line, line
+        # The lock names a process that does not hold it (as a pid from another namespace would).
+        lock = log.with_name(log.name + ".lock")
+        with open(lock, "r+") as f:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{bystander.pid}\n")
+        line = _error(_cli("audit", "rotate", "--file", str(lock.with_name("audit.log"))))
+        assert f"process {bystander.pid}" in line and "does not hold the log open" in line, line
+        assert holder.poll() is None and bystander.poll() is None  # neither got a SIGHUP
+        assert segment_paths(log) == []
+    finally:
+        holder.kill()
+        bystander.kill()
+        holder.wait()
+        bystander.wait()
+
+
+def test_audit_rotate_refuses_a_rotated_segment(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    _make_log(log)
+    assert _cli("audit", "rotate", "--file", str(log)).returncode == 0
+    _make_log(log)
+    (segment,) = segment_paths(log)
+    line = _error(_cli("audit", "rotate", "--file", str(segment)))
+    assert "is a rotated segment of" in line and str(log) in line, line
+    assert segment_paths(log) == [segment] and sorted(p.name for p in tmp_path.iterdir() if "lock" not in p.name) == [
+        "audit.log", segment.name]
+    assert _cli("audit", "verify", "--file", str(log)).returncode == 0

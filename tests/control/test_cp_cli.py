@@ -132,6 +132,11 @@ def test_an_unreachable_database_is_a_clean_error_without_its_password(tmp_path:
         assert "Traceback" not in out and "s3cret-pw" not in out
         assert "agentceiling: cannot use the database postgresql+psycopg://agent:***@127.0.0.1:" in run.stderr
         assert "Connection refused" in run.stderr
+    # libpq also takes the password as a query parameter: hidden too, in messages and in the log
+    url = f"postgresql+psycopg://agent@127.0.0.1:{free_port()}/nowhere?password=s3cret-pw&sslmode=disable"
+    run = cli("db", "upgrade", *db_args(tmp_path / "data", url), timeout=120)
+    assert run.returncode == 2 and "s3cret-pw" not in run.stderr + run.stdout, run.stderr
+    assert "password=***" in run.stderr, run.stderr
 
 
 def test_status_without_an_admin_token_says_where_it_looked(tmp_path: Path) -> None:
@@ -174,3 +179,59 @@ def test_unusable_tls_files_are_named_before_anything_listens(tmp_path: Path) ->
         assert run.returncode == 2, (cert, key, run.stderr)
         assert expected in run.stderr and "cannot listen" not in run.stderr
         assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_status_reaches_a_tls_control_plane_with_ca_cert(tmp_path: Path) -> None:
+    """`status` could only dial plaintext, so a server started with --tls-cert was unreachable."""
+    import socket
+    import time
+
+    from tls_support import self_signed
+
+    cert, key = self_signed(tmp_path / "tls")
+    data = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentceiling.cli", "serve", "--data-dir", str(data), "--listen", address,
+         "--authz-listen", f"127.0.0.1:{free_port()}", "--tls-cert", str(cert), "--tls-key", str(key)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", int(address.rsplit(":", 1)[1])), timeout=0.5):
+                    if (data / "admin-token").exists():
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        ok = cli("status", "--address", address, "--data-dir", str(data), "--ca-cert", str(cert))
+        assert ok.returncode == 0, ok.stderr
+        assert json.loads(ok.stdout)["database"] == "sqlite"
+        plain = cli("status", "--address", address, "--data-dir", str(data))
+        assert plain.returncode == 1 and "give --ca-cert" in plain.stderr, plain.stderr
+        missing = cli("status", "--address", address, "--data-dir", str(data), "--ca-cert", str(tmp_path / "no.pem"))
+        assert missing.returncode == 2 and "cannot read the CA bundle" in missing.stderr, missing.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_status_prefers_an_explicit_data_dir_to_vault_token(tmp_path: Path) -> None:
+    srv = settle(start_server(tmp_path / "data"))
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "agentceiling.cli", "status", "--address", srv.address, "--data-dir",
+             str(srv.data_dir)],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "VAULT_TOKEN": "acs.wrong"}, check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        run = subprocess.run(
+            [sys.executable, "-m", "agentceiling.cli", "status", "--address", srv.address],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "VAULT_TOKEN": "acs.wrong"}, check=False,
+        )
+        assert run.returncode == 1 and "came from VAULT_TOKEN" in run.stderr, run.stderr
+    finally:
+        srv.stop()

@@ -25,6 +25,16 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'agentceiling.db'}"
 
 
+def shown_url(url: sa.URL) -> str:
+    """The URL for messages and logs: the password hidden, also when it is a query parameter
+    (``?password=...``, which libpq accepts and SQLAlchemy does not treat as a password)."""
+    secret = [k for k in url.query if k.lower() in ("password", "sslpassword")]
+    if not secret:
+        return url.render_as_string(hide_password=True)
+    url = url.update_query_dict(dict.fromkeys(secret, "***"))
+    return url.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")
+
+
 class DatabaseURLError(ValueError):
     """A database URL that cannot be used: unparsable, an unsupported database, a driver that is
     not installed. The message is for a human and holds no password."""
@@ -49,7 +59,7 @@ class Database:
                 "not a database URL (e.g. postgresql+psycopg://user@host/db or sqlite:////path/agentceiling.db)"
             ) from None
         self.dialect = self.url.get_backend_name()
-        shown = self.url.render_as_string(hide_password=True)
+        shown = shown_url(self.url)
         if self.dialect not in ("sqlite", "postgresql"):
             raise DatabaseURLError(f"unsupported database {shown}: use postgresql+psycopg:// or sqlite://")
         if self.url.get_driver_name() in _ASYNC_DRIVERS:
@@ -81,7 +91,7 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        return shown_url(self.url)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
