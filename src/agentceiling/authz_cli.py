@@ -44,7 +44,7 @@ def client_address(text: str) -> str:
 
 
 def _default_data_dir() -> Path:
-    return Path(os.environ.get("AGENTCEILING_DATA_DIR") or Path.home() / ".agentceiling" / "data")
+    return Path(os.environ.get("AGENTCEILING_DATA_DIR") or Path.home() / ".agentceiling" / "data").expanduser()
 
 
 def add_cli_arguments(sub: Any) -> None:
@@ -77,7 +77,7 @@ def add_cli_arguments(sub: Any) -> None:
         ("anchor", "print the newest record's SEQ:HASH, to keep elsewhere and give to verify --anchor"),
     ):
         a = audit_sub.add_parser(name, help=text)
-        a.add_argument("--data-dir", type=Path, default=_default_data_dir())
+        a.add_argument("--data-dir", type=lambda text: Path(text).expanduser(), default=_default_data_dir())
         a.add_argument(
             "--file",
             type=Path,
@@ -126,10 +126,18 @@ def _authorize(args: argparse.Namespace) -> int:
     from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
 
     shown = "- (stdin)" if str(args.token_file) == "-" else str(args.token_file)
+    limit = 64 * 1024  # far above any token (the endpoint refuses tokens over 8 KiB)
     try:
-        raw = sys.stdin.buffer.read() if str(args.token_file) == "-" else args.token_file.read_bytes()
+        if str(args.token_file) == "-":
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(args.token_file, "rb") as f:
+                raw = f.read(limit + 1)
     except OSError as exc:
         print(f"agentceiling: cannot read the token file {shown}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if len(raw) > limit:
+        print(f"agentceiling: the token file {shown} is longer than 64 KiB: not a token", file=sys.stderr)
         return 2
     try:
         token = raw.decode("utf-8").strip()

@@ -6,10 +6,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from agentceiling import __version__, authz_cli
 
@@ -18,11 +19,55 @@ if TYPE_CHECKING:
 
 
 def _env(name: str, default: str = "") -> str:
-    return os.environ.get(f"AGENTCEILING_{name}", default)
+    """``AGENTCEILING_<name>``; empty (as env files often leave a variable) means unset."""
+    return os.environ.get(f"AGENTCEILING_{name}") or default
 
 
 def default_data_dir() -> Path:
-    return Path(_env("DATA_DIR") or Path.home() / ".agentceiling" / "data")
+    # Expanded here: values from systemd units, env files or Terraform's env are not shell-expanded,
+    # and the Terraform provider expands "~" in AGENTCEILING_DATA_DIR too.
+    return Path(_env("DATA_DIR") or Path.home() / ".agentceiling" / "data").expanduser()
+
+
+def dir_path(text: str) -> Path:
+    """A directory path (argparse type): ``--data-dir=~/x`` is not expanded by the shell."""
+    return Path(text).expanduser()
+
+
+#: Options whose default comes from an environment variable: a bad value there is reported as the
+#: variable's, not as the flag's (which the operator never typed).
+_ENV_OF_FLAG = {
+    "--log-level": "LOG_LEVEL",
+    "--data-dir": "DATA_DIR",
+    "--database-url": "DATABASE_URL",
+    "--listen": "LISTEN",
+    "--authz-listen": "AUTHZ_LISTEN",
+    "--role": "ROLE",
+    "--tls-cert": "TLS_CERT",
+    "--tls-key": "TLS_KEY",
+    "--audit-rotate-bytes": "AUDIT_ROTATE_BYTES",
+    "--max-token-lifetime": "MAX_TOKEN_LIFETIME",
+    "--address": "ADDRESS",
+    "--ca-cert": "CA_CERT",
+}
+
+
+def env_source(flag: str, argv: Sequence[str]) -> str:
+    """`` (from AGENTCEILING_X)`` when ``flag``'s value came from its variable, else ``""``."""
+    name = _ENV_OF_FLAG.get(flag)
+    if not name or not os.environ.get(f"AGENTCEILING_{name}"):
+        return ""
+    if any(a == flag or a.startswith(flag + "=") for a in argv):
+        return ""
+    return f" (the value comes from AGENTCEILING_{name})"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        m = re.match(r"argument (--[a-z-]+)", message)
+        if m:
+            message += env_source(m.group(1), sys.argv[1:])
+        super().error(message)
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
@@ -71,7 +116,9 @@ def log_level(text: str) -> str:
 
 
 def _add_db_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]")
+    p.add_argument(
+        "--data-dir", type=dir_path, default=default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]"
+    )
     p.add_argument(
         "--database-url",
         default=_env("DATABASE_URL"),
@@ -81,7 +128,7 @@ def _add_db_args(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agentceiling", description="Per-request authorization for AI agents.")
+    parser = _Parser(prog="agentceiling", description="Per-request authorization for AI agents.")
     parser.add_argument("--version", action="version", version=f"agentceiling {__version__}")
     parser.add_argument(
         "--log-level",
@@ -89,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("LOG_LEVEL", "INFO"),
         help=f"{', '.join(_LOG_LEVELS)} [AGENTCEILING_LOG_LEVEL]",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", help="run the control plane and the authorization endpoint")
     _add_db_args(serve)
@@ -102,7 +149,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--role", choices=("all", "control", "authz"), default=_env("ROLE", "all"), help="[AGENTCEILING_ROLE]"
     )
-    serve.add_argument("--no-migrate", action="store_true", help="do not migrate the database on start")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        default=_env("NO_MIGRATE").strip().lower() in ("1", "true", "yes", "on"),
+        help="do not migrate the database on start [AGENTCEILING_NO_MIGRATE=1]",
+    )
     serve.add_argument(
         "--tls-cert", type=authz_cli.file_path, default=_env("TLS_CERT") or None, help="[AGENTCEILING_TLS_CERT]"
     )
@@ -143,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument(
         "--data-dir",
-        type=Path,
+        type=dir_path,
         default=None,
         help="read the admin token from this server data directory (wins over VAULT_TOKEN when given)",
     )
@@ -157,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     try:
         from agentceiling.tfprovider import install as tf_install
 
-        tf_install.add_cli_arguments(sub)
+        tf_install.add_cli_arguments(sub)  # type: ignore[arg-type]  # our parser class is an ArgumentParser
     except ImportError:
         pass
     authz_cli.add_cli_arguments(sub)
@@ -273,12 +325,8 @@ def _data_dir_problem(data_dir: Path, *, create: bool) -> str | None:
 
 def _missing_sqlite_file(db: Database) -> str | None:
     """The path of a SQLite database file that does not exist (connecting would create it)."""
-    if db.dialect != "sqlite":
-        return None
-    name = db.url.database or ""
-    if not name or name == ":memory:" or name.startswith("file:") or db.url.query.get("mode") == "memory":
-        return None
-    return None if Path(name).exists() else name
+    path = db.missing_file()
+    return None if path is None else str(path)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -358,7 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (OSError, ValueError) as exc:
         print(f"agentceiling: {exc}", file=sys.stderr)
-        return 1
+        # authorize's exit 1 means "refused": any other failure there is an error (2)
+        return 2 if args.command == "authorize" else 1
     return 2
 
 

@@ -196,3 +196,14 @@ def test_audit_rotate_refuses_a_rotated_segment(tmp_path: Path) -> None:
     assert segment_paths(log) == [segment] and sorted(p.name for p in tmp_path.iterdir() if "lock" not in p.name) == [
         "audit.log", segment.name]
     assert _cli("audit", "verify", "--file", str(log)).returncode == 0
+
+
+def test_a_token_file_is_read_only_up_to_64_kib(tmp_path: Path) -> None:
+    """`--token-file /dev/zero` (or a wrong path to a big file) read until memory ran out."""
+    line = _error(_cli("authorize", "--token-file", "/dev/zero", "--address", _dead()))
+    assert line == "agentceiling: the token file /dev/zero is longer than 64 KiB: not a token", line
+    big = tmp_path / "big"
+    big.write_bytes(b"a" * (64 * 1024 + 1))
+    assert "longer than 64 KiB" in _error(_cli("authorize", "--token-file", str(big), "--address", _dead()))
+    line = _error(_cli("authorize", "--token-file", "-", "--address", _dead(), stdin=b"b" * (200 * 1024)))
+    assert "longer than 64 KiB" in line, line

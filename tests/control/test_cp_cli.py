@@ -65,8 +65,41 @@ def test_serve_no_migrate_refuses_an_empty_database(request: pytest.FixtureReque
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert "Traceback" not in run.stderr and "Traceback" not in run.stdout
     [line] = [ln for ln in run.stderr.splitlines() if ln.startswith("agentceiling: ")]
+    if kind == "sqlite":  # no file yet: nothing is created (an empty database was left behind)
+        assert f"no database at {tmp_path / 'agentceiling.db'}" in line and "db upgrade" in line, line
+        assert not (tmp_path / "agentceiling.db").exists() and not data.exists()
+        (tmp_path / "agentceiling.db").touch()  # an empty database: "no schema yet"
+        run = cli("serve", *db_args(data, url), "--listen", listen, "--authz-listen", f"127.0.0.1:{free_port()}",
+                  "--no-migrate")
+        [line] = [ln for ln in run.stderr.splitlines() if ln.startswith("agentceiling: ")]
     assert f"not {HEAD}" in line and "run `agentceiling db upgrade` first" in line, line
     assert not (data / "admin-token").exists()
+
+
+def test_the_sqlite_database_is_private_even_in_an_open_data_directory(tmp_path: Path) -> None:
+    """systemd's StateDirectory= makes 0755 directories: the database (every profile, policy and
+    entity, the admin token's hash) must still not be readable by other local users."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    assert cli("db", "upgrade", "--data-dir", str(data)).returncode == 0
+    srv = settle(start_server(data))
+    try:
+        for name in ("agentceiling.db", "agentceiling.db-wal", "agentceiling.db-shm"):
+            path = data / name
+            if path.exists():
+                assert path.stat().st_mode & 0o077 == 0, (name, oct(path.stat().st_mode))
+        assert (data / "agentceiling.db").exists()
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://"])
+def test_an_in_memory_sqlite_url_is_refused_cleanly(tmp_path: Path, url: str) -> None:
+    for args in (("db", "current"), ("serve", "--listen", f"127.0.0.1:{free_port()}")):
+        run = cli(*args, "--data-dir", str(tmp_path / "data"), "--database-url", url)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert "in-memory SQLite database is not supported" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -119,8 +152,40 @@ def test_an_address_the_server_cannot_listen_on_is_a_clean_error(tmp_path: Path)
                 f"127.0.0.1:{free_port()}",
             )
             assert run.returncode == 2, (run.stdout, run.stderr)
-            assert f"agentceiling: cannot listen on {listen}" in run.stderr
+            assert f"agentceiling: cannot listen on {listen} (--listen)" in run.stderr, run.stderr
             assert "Traceback" not in run.stderr + run.stdout
+        run = cli("serve", "--data-dir", str(tmp_path / "data2"), "--listen", f"127.0.0.1:{free_port()}",
+                  "--authz-listen", busy)
+        assert run.returncode == 2 and f"cannot listen on {busy} (--authz-listen)" in run.stderr, run.stderr
+
+
+def test_port_zero_listeners_log_the_ports_they_got(tmp_path: Path) -> None:
+    import re
+    import signal as sig
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentceiling.cli", "serve", "--data-dir", str(tmp_path / "data"),
+         "--listen", "127.0.0.1:0", "--authz-listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "AGENTCEILING_DATA_DIR": "", "AGENTCEILING_DATABASE_URL": ""},
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while len([ln for ln in lines if "listening on" in ln]) < 2 and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+        text = "".join(lines)
+        control = re.search(r"control plane listening on 127\.0\.0\.1:(\d+)", text)
+        authz = re.search(r"authorization endpoint listening on 127\.0\.0\.1:(\d+)", text)
+        assert control and authz, text
+        assert int(control.group(1)) > 0 and int(authz.group(1)) > 0, text
+        status = cli("status", "--address", f"127.0.0.1:{control.group(1)}", "--data-dir", str(tmp_path / "data"))
+        assert status.returncode == 0, status.stderr
+    finally:
+        proc.send_signal(sig.SIGTERM)
+        proc.wait(30)
 
 
 def test_an_unreachable_database_is_a_clean_error_without_its_password(tmp_path: Path) -> None:

@@ -296,3 +296,25 @@ def test_a_max_token_lifetime_out_of_range_is_a_usage_error(tmp_path: Path, valu
     run = cli("serve", "--data-dir", str(tmp_path / "data"), "--max-token-lifetime", value)
     assert "argument --max-token-lifetime" in usage_error(run), run.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_environment_variables_empty_tilde_and_blamed_by_name(tmp_path: Path) -> None:
+    """An empty AGENTCEILING_* (as env files leave them) means unset; "~" in AGENTCEILING_DATA_DIR is
+    the home directory (as the Terraform provider reads it); a bad value is reported as the
+    variable's, not as a flag the operator never typed."""
+    run = cli("db", "upgrade", "--data-dir", str(tmp_path / "d1"), env={"AGENTCEILING_LOG_LEVEL": ""})
+    assert run.returncode == 0, run.stderr
+    home = tmp_path / "home"
+    run = cli("db", "upgrade", env={"AGENTCEILING_DATA_DIR": "~/acdata", "HOME": str(home)})
+    assert run.returncode == 0, run.stderr
+    assert (home / "acdata" / "agentceiling.db").is_file()
+    assert not (Path.cwd() / "~").exists()
+    line = usage_error(cli("serve", "--data-dir", str(tmp_path / "d2"), *listen_args(),
+                           env={"AGENTCEILING_AUDIT_ROTATE_BYTES": "100"}))
+    assert "too small" in line and "(the value comes from AGENTCEILING_AUDIT_ROTATE_BYTES)" in line, line
+    line = usage_error(cli("serve", "--data-dir", str(tmp_path / "d2"), "--audit-rotate-bytes", "100",
+                           *listen_args(), env={"AGENTCEILING_AUDIT_ROTATE_BYTES": "100"}))
+    assert "too small" in line and "AGENTCEILING_" not in line, line  # the flag was typed
+    # --no-migrate from the environment
+    run = cli("serve", "--data-dir", str(tmp_path / "d3"), *listen_args(), env={"AGENTCEILING_NO_MIGRATE": "1"})
+    assert run.returncode == 2 and "no database at" in error_line(run), run.stderr

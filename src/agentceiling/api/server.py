@@ -138,14 +138,20 @@ def _check_address(flag: str, address: str) -> None:
         raise ConfigError(f"cannot listen on {address} ({flag}): {problem}")
 
 
-def _bind(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None) -> int:
+def _bind(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None, flag: str) -> int:
     try:
         port = server.add_insecure_port(address) if creds is None else server.add_secure_port(address, creds)
     except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
         port = 0
     if not port:
-        raise ConfigError(f"cannot listen on {address}: not a valid host:port here, or already in use")
+        raise ConfigError(f"cannot listen on {address} ({flag}): not a valid host:port here, or already in use")
     return port
+
+
+def _bound(address: str, port: int) -> str:
+    """``address`` with the port the server got (a listener on port 0 gets any free one)."""
+    host, sep, wanted = address.rpartition(":")
+    return f"{host}:{port}" if sep and wanted == "0" and port > 0 else address
 
 
 def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:
@@ -207,6 +213,13 @@ class Server:
         except DatabaseURLError as exc:
             raise ConfigError(f"--database-url: {exc}") from None
         self.db = db
+        missing = None if cfg.migrate else db.missing_file()
+        if missing is not None:
+            # Connecting would create an empty database (and the data directory): nothing is made.
+            raise ConfigError(
+                f"no database at {missing}: check --data-dir (or --database-url), or create it with "
+                "`agentceiling db upgrade` (or start without --no-migrate)"
+            )
         _make_data_dir(cfg.data_dir)
         try:
             if cfg.migrate:
@@ -257,14 +270,15 @@ class Server:
                     maximum_concurrent_rpcs=cfg.workers * 8,
                 )
                 services = control.register(server, self.control_plane)
-                self.ports["control"] = _bind(server, cfg.listen, creds)
+                self.ports["control"] = _bind(server, cfg.listen, creds, "--listen")
                 hs = _add_health_and_reflection(server, services)
                 pending.append(
                     (
                         server,
                         hs,
                         ["", *services],
-                        f"control plane listening on {cfg.listen} (database {self.db.display_url})",
+                        f"control plane listening on {_bound(cfg.listen, self.ports['control'])} "
+                        f"(database {self.db.display_url})",
                     )
                 )
             if register_authz is not None:
@@ -281,10 +295,11 @@ class Server:
                             servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
                 services = register_authz(server, mark_unhealthy, self._hangup_handlers.append)
-                self.ports["authz"] = _bind(server, cfg.authz_listen, creds)
+                self.ports["authz"] = _bind(server, cfg.authz_listen, creds, "--authz-listen")
                 hs = _add_health_and_reflection(server, services)
                 holder.append((hs, ["", *services]))
-                pending.append((server, hs, ["", *services], f"authorization endpoint listening on {cfg.authz_listen}"))
+                listening = f"authorization endpoint listening on {_bound(cfg.authz_listen, self.ports['authz'])}"
+                pending.append((server, hs, ["", *services], listening))
         except BaseException:
             for server, _hs, _names, _msg in pending:
                 server.stop(None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -67,6 +69,11 @@ class Database:
                 f"{shown}: the asynchronous driver {self.url.get_driver_name()} is not supported; "
                 "use postgresql+psycopg://"
             )
+        if self.dialect == "sqlite" and (self.url.database or ":memory:") == ":memory:":
+            raise DatabaseURLError(
+                f"{shown}: an in-memory SQLite database is not supported (every connection would see "
+                "its own, and it is lost on exit): use sqlite:////path/agentceiling.db"
+            )
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -88,6 +95,30 @@ class Database:
             raise DatabaseURLError(f"{shown}: {exc}") from None
         if self.dialect == "sqlite":
             _install_sqlite_hooks(self.engine)
+
+    def sqlite_file(self) -> Path | None:
+        """The file of a SQLite database given by path (None for PostgreSQL or a ``file:`` URI)."""
+        if self.dialect != "sqlite":
+            return None
+        name = self.url.database or ""
+        if not name or name == ":memory:" or name.startswith("file:") or self.url.query.get("mode") == "memory":
+            return None
+        return Path(name)
+
+    def missing_file(self) -> Path | None:
+        """The SQLite database file when it does not exist (connecting would create it)."""
+        path = self.sqlite_file()
+        return path if path is not None and not path.exists() else None
+
+    def create_private_file(self) -> None:
+        """Create a missing SQLite database file readable by its owner only. SQLite would create it
+        with the umask's mode (0644: every local user could read the configuration), and it gives
+        the -wal and -shm files the database file's mode."""
+        path = self.missing_file()
+        if path is None:
+            return
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
     @property
     def display_url(self) -> str:

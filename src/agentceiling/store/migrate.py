@@ -120,6 +120,7 @@ def upgrade(db: Database, revision: str = "head") -> None:
     """Migrate to ``revision``, under the migration lock: the revision is read (and refused if a
     newer agentceiling wrote it) only once the lock is held."""
     cfg = _config(db)
+    db.create_private_file()
     with _migration_transaction(db) as conn:
         rev = MigrationContext.configure(conn).get_current_revision()
         if rev is not None and not is_known(rev):
