@@ -172,6 +172,36 @@ def test_alias_needs_accessor_or_issuer() -> None:
     assert _validate(alias, config) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("https://idp.example.com/a b", "whitespace"),
+        ("https://idp.example.com:0/", "invalid port"),
+        ("https://idp.example.com/\u200b", "whitespace or control characters"),
+        ("https://" + "a" * 3000 + ".example.com/", "longer than"),
+    ],
+)
+def test_url_rules_of_the_control_plane_hold_at_plan_time(url: str, needle: str) -> None:
+    """What the control plane refuses in a URL is refused by the plan: a refusal at apply leaves
+    the resources before it applied and the rest not."""
+    errors = _validate(OAuthResourceServerConfigProfile(), _profile(issuer_id=url))
+    assert any(p == ("issuer_id",) and needle in detail for _, detail, p in errors), errors
+    errors = _validate(OAuthResourceServerConfigProfile(), _profile(jwks_uri=url))
+    assert any(p == ("jwks_uri",) and needle in detail for _, detail, p in errors), errors
+    alias = IdentityEntityAlias()
+    config = {a.name: None for a in alias.schema.attributes}
+    config.update(name="n", canonical_id="c", issuer=url, external_id="x")
+    assert any(p == ("issuer",) and needle in detail for _, detail, p in _validate(alias, config))
+
+
+def test_jwks_uri_is_ascii_without_credentials_at_plan_time() -> None:
+    for url, needle in (("https://idp.example.com/k\u00e9ys", "ASCII"),
+                        ("https://user:pw@idp.example.com/keys", "credentials")):
+        errors = _validate(OAuthResourceServerConfigProfile(), _profile(jwks_uri=url))
+        assert any(p == ("jwks_uri",) and needle in detail for _, detail, p in errors), errors
+        assert not _validate(OAuthResourceServerConfigProfile(), _profile(issuer_id=url.replace("/keys", "/")))
+
+
 def test_policy_name_checks() -> None:
     errors = _validate(Policy(), {"id": None, "namespace": None, "name": "root", "policy": UNKNOWN})
     assert errors and errors[0][2] == ("name",)

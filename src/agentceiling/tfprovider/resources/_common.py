@@ -78,8 +78,10 @@ def policy_name_problem(name: str, root_message: str) -> str | None:
     return f"{found[0].upper()}{found[1:]}." if found else None
 
 
-def http_url_problem(value: str) -> str | None:
-    """None when ``value`` is an absolute http(s) URL, else what is wrong with it."""
+def http_url_problem(value: str, *, ascii_only: bool = False, credentials: bool = True) -> str | None:
+    """None when ``value`` is an absolute http(s) URL the control plane accepts, else what is wrong
+    with it: the plan refuses what an apply would (an apply refused half-way leaves the others
+    done). ``ascii_only`` and ``credentials`` are the control plane's rules for the field."""
     try:
         parts = urlsplit(value)
     except ValueError as exc:
@@ -93,7 +95,12 @@ def http_url_problem(value: str) -> str | None:
         return f"it does not parse as a URL ({exc})"
     if not host:
         return "it names no host"
-    return None
+    from agentceiling.domain.validation import URL_MAX, url_problem  # the server's own check
+
+    if len(value) > URL_MAX:
+        return f"it is longer than {URL_MAX} characters"
+    found = url_problem(value, ascii_only=ascii_only, credentials=credentials)
+    return f"it {found}" if found else None
 
 
 def import_namespace() -> str | None:

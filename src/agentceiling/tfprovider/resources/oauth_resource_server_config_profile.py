@@ -342,7 +342,7 @@ class OAuthResourceServerConfigProfile(VaultResource):
                 )
 
         if isinstance(jwks_uri, str) and jwks_uri:
-            problem = http_url_problem(jwks_uri)
+            problem = http_url_problem(jwks_uri, ascii_only=True, credentials=False)
             if problem:
                 diags.error(
                     "Invalid jwks_uri",
