@@ -144,9 +144,11 @@ def test_malformed_message_is_refused_and_the_server_keeps_serving(srv: Any, c: 
     with grpc.insecure_channel(srv.address) as ch:
         for method in ("/agentceiling.v1.IdentityEntities/Create", "/agentceiling.v1.Policies/Update"):
             exc = rpc_error(raw_call, ch, method, payload, srv.metadata())
-            assert exc.code() in (C.INVALID_ARGUMENT, C.INTERNAL), (exc.code(), exc.details())
+            assert exc.code() == C.INVALID_ARGUMENT, (exc.code(), exc.details())
+            assert "is not a valid agentceiling.v1." in exc.details(), exc.details()
     assert srv.proc.poll() is None
     assert c.entity().version == 1
+    assert "Exception deserializing" not in srv.log() and "Traceback" not in srv.log()
 
 
 def test_unknown_method_is_unimplemented(srv: Any, c: Client) -> None:

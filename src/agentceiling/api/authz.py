@@ -10,11 +10,10 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 
 from agentceiling._gen.agentceiling.v1 import authorization_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
-from agentceiling.api.errors import rpc
+from agentceiling.api.errors import Undecodable, rpc, tolerant_decoder
 from agentceiling.domain.errors import InvalidArgument
 from agentceiling.service.authz import AuthorizeInput, Authorizer, BadRequest
 
@@ -83,27 +82,12 @@ class AuthorizationService(pbg.AuthorizationServicer):
         )
 
 
-class Undecodable:
-    """Stands for a request protobuf could not decode (gRPC takes ``None`` for a failed decode and
-    answers INTERNAL "Exception deserializing request!"; the handler answers INVALID_ARGUMENT)."""
-
-
-_UNDECODABLE = Undecodable()
-
-
-def _decode(data: bytes) -> pb.AuthorizeRequest | Undecodable:
-    try:
-        return pb.AuthorizeRequest.FromString(data)
-    except (DecodeError, RecursionError):
-        return _UNDECODABLE
-
-
 def register(server: grpc.Server, authorizer: Authorizer) -> list[str]:
     service = AuthorizationService(authorizer)
     handlers = {
         "Authorize": grpc.unary_unary_rpc_method_handler(
             service.Authorize,
-            request_deserializer=_decode,
+            request_deserializer=tolerant_decoder(pb.AuthorizeRequest),
             response_serializer=pb.AuthorizeResponse.SerializeToString,
         )
     }

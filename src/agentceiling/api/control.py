@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 from agentceiling.api import convert
-from agentceiling.api.errors import rpc
+from agentceiling.api.errors import Undecodable, rpc, tolerant_decoder
 from agentceiling.domain.models import PolicyDoc
 from agentceiling.service.control import ControlPlane, page_token
 
@@ -237,12 +239,41 @@ class System(pbg.SystemServicer):
         )
 
 
+def _decoded(method: Callable[[Any, Ctx], Any], message: str) -> Callable[[Any, Ctx], Any]:
+    def handler(request: Any, context: Ctx) -> Any:
+        if isinstance(request, Undecodable):
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {message} message (truncated or garbled bytes, invalid UTF-8 in a "
+                "string, or nested deeper than 100 levels)",
+            )
+        return method(request, context)
+
+    return handler
+
+
 def register(server: grpc.Server, cp: ControlPlane) -> list[str]:
-    """Add every control-plane service to ``server``; return their full names."""
-    pbg.add_OAuthResourceServerProfilesServicer_to_server(Profiles(cp), server)
-    pbg.add_AgentRegistrationsServicer_to_server(Registrations(cp), server)
-    pbg.add_PoliciesServicer_to_server(Policies(cp), server)
-    pbg.add_IdentityEntitiesServicer_to_server(Entities(cp), server)
-    pbg.add_EntityAliasesServicer_to_server(Aliases(cp), server)
-    pbg.add_SystemServicer_to_server(System(cp), server)
+    """Add every control-plane service to ``server``; return their full names. As the generated
+    ``add_*Servicer_to_server`` do, but a request that does not decode is INVALID_ARGUMENT (gRPC's
+    own decoding answers INTERNAL and logs a traceback)."""
+    servicers = {
+        "OAuthResourceServerProfiles": Profiles(cp),
+        "AgentRegistrations": Registrations(cp),
+        "Policies": Policies(cp),
+        "IdentityEntities": Entities(cp),
+        "EntityAliases": Aliases(cp),
+        "System": System(cp),
+    }
+    for name, servicer in servicers.items():
+        service = pb.DESCRIPTOR.services_by_name[name]
+        handlers = {
+            m.name: grpc.unary_unary_rpc_method_handler(
+                _decoded(getattr(servicer, m.name), m.input_type.full_name),
+                request_deserializer=tolerant_decoder(GetMessageClass(m.input_type)),
+                response_serializer=GetMessageClass(m.output_type).SerializeToString,
+            )
+            for m in service.methods
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+        server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]  # grpcio >= 1.62
     return [s.full_name for s in pb.DESCRIPTOR.services_by_name.values()]

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 import sqlalchemy as sa
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -155,3 +156,24 @@ def rpc(fn: F) -> F:
             context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
 
     return wrapper  # type: ignore[return-value]
+
+
+class Undecodable:
+    """Stands for a request protobuf could not decode (invalid UTF-8 in a string field, a truncated
+    or garbled message, nesting deeper than protobuf's 100 levels). gRPC would answer INTERNAL
+    "Exception deserializing request!" and log a traceback; the handlers answer INVALID_ARGUMENT."""
+
+
+UNDECODABLE = Undecodable()
+
+
+def tolerant_decoder(message_cls: Any) -> Callable[[bytes], Any]:
+    """A request deserializer that returns :data:`UNDECODABLE` instead of raising."""
+
+    def decode(data: bytes) -> Any:
+        try:
+            return message_cls.FromString(data)
+        except (DecodeError, RecursionError):
+            return UNDECODABLE
+
+    return decode
