@@ -402,8 +402,19 @@ def _audit(args: argparse.Namespace) -> int:
 
     try:
         if args.follow:
-            # Like `tail -n N -F`: the last N records, then every new one (no gap in between).
-            for rec in audit_log.iter_records(path, follow=True, last=args.n):
+            # Like `tail -n N -F`: the last N records (reading back into the newest segments, as
+            # without --follow), then every record after them (no gap, no repeat), waiting for
+            # the active file if a rotation is between its rename and the new file.
+            shown_seq: int | None = None
+            for rec in audit_log.tail(path, args.n) if args.n else []:
+                show(rec)
+                seq = rec.get("seq")
+                shown_seq = seq if isinstance(seq, int) else shown_seq
+            if shown_seq is None:
+                records = audit_log.iter_records(path, follow=True, last=0)
+            else:
+                records = audit_log.iter_records(path, follow=True, after_seq=shown_seq)
+            for rec in records:
                 show(rec)
         else:
             for rec in audit_log.tail(path, args.n):

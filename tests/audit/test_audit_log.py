@@ -1226,3 +1226,43 @@ def test_anchors_detect_truncation_and_a_rewritten_chain(tmp_path: Path) -> None
     segment_paths(path)[0].unlink()
     gone = verify_chain(path, {receipts[1].seq: receipts[1].hash})
     assert not gone.ok and "archived" in gone.problem
+
+
+def test_audit_tail_follow_n_reads_back_into_segments_and_waits_for_the_active_file(tmp_path: Path) -> None:
+    """`tail --follow -n N` starts with the same N records as `tail -n N` (into the newest
+    segments: right after a rotation it showed only the marker), and with no active file beside the
+    segments it waits for one instead of failing."""
+    path = tmp_path / "audit.log"
+    cmd = [sys.executable, "-m", "agentceiling.cli", "audit", "tail", "--follow", "--json", "-n", "3",
+           "--file", str(path)]
+    with AuditLog.open(path) as alog:
+        for i in range(4):
+            alog.append(decision(i))
+        _rotate(alog)  # active file: the rotation marker only (seq 5)
+    procs = []
+    try:
+        follow = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(follow)
+        assert follow.stdout is not None
+        assert [json.loads(follow.stdout.readline())["seq"] for _ in range(3)] == [3, 4, 5]
+        with AuditLog.open(path) as alog:
+            end = alog.append(decision(9)).seq
+        assert json.loads(follow.stdout.readline())["seq"] == end == 6
+
+        path.rename(tmp_path / "elsewhere")  # as between a rotation's rename and its new file
+        waiting = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(waiting)
+        assert waiting.stdout is not None
+        assert [json.loads(waiting.stdout.readline())["seq"] for _ in range(3)] == [2, 3, 4]  # the segment's last
+        time.sleep(0.5)
+        assert waiting.poll() is None, waiting.stderr.read() if waiting.stderr else ""
+        (tmp_path / "elsewhere").rename(path)
+        assert [json.loads(waiting.stdout.readline())["seq"] for _ in range(2)] == [5, 6]
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

@@ -1384,10 +1384,13 @@ def iter_records(
     poll_interval: float = 0.2,
     stop: threading.Event | None = None,
     last: int | None = None,
+    after_seq: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the log's records in order (parsed, not verified).
 
-    ``last=n`` starts with the last n records (found by seeking from the end).  With ``follow`` it
+    ``last=n`` starts with the last n records (found by seeking from the end); ``after_seq=s``
+    with the first record after seq ``s`` (found the same way: records are appended in seq order).
+    With ``follow``, a missing file is waited for, as ``tail -F`` does.  With ``follow`` it
     then waits for new records (like ``tail -F``: survives truncation of a torn tail and the file
     being replaced) until ``stop`` is set.  When a rotation replaces the file, it reads the old file
     to its end, then the rotated segments holding the records between it and the new file (however
@@ -1396,7 +1399,18 @@ def iter_records(
     Raises :class:`AuditLogCorrupt` on a complete line that is not JSON.
     """
     path = Path(path)
-    f = open(path, "rb")  # noqa: SIM115 - closed in finally; reopened on replacement
+    while True:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed in finally; reopened on replacement
+            break
+        except FileNotFoundError:
+            # Between a rotation's rename and its new file (or a log not written yet): wait for it.
+            if not follow or (stop is not None and stop.is_set()):
+                raise
+            if stop is not None:
+                stop.wait(poll_interval)
+            else:
+                time.sleep(poll_interval)
     try:
         last_seq: int | None = None  # of the last record passed: what a rotation moved comes after it
         if last is not None:
@@ -1405,10 +1419,25 @@ def iter_records(
             f.seek(start)
             if follow:
                 last_seq = _seq_before(fd, start)
+        elif after_seq is not None:
+            fd = f.fileno()
+            end = _complete_end(fd, os.fstat(fd).st_size)
+            k = 1
+            while True:
+                start = _start_of_last_lines(fd, end, k)
+                before = _seq_before(fd, start)
+                if start == 0 or before is None or before <= after_seq:
+                    break
+                k *= 2
+            f.seek(start)
+            last_seq = after_seq
         ident = _ident(os.fstat(f.fileno()))
         pending = b""
         replaced = False  # the path names another file now: finish this one first
-        reopened = False  # a file opened after a rotation, before its first record
+        # A file opened after a rotation, before its first record: then the records between the
+        # last one passed and its first are in segments. With after_seq the file may itself be
+        # newer than that record (a rotation came in between), so it counts as reopened.
+        reopened = after_seq is not None
         while True:
             if stop is not None and stop.is_set():
                 return
@@ -1419,6 +1448,8 @@ def iter_records(
                     line, pending = pending, b""
                     rec = _parse_record(line, path, f.tell() - len(line))
                     seq = _seq_of(rec)
+                    if after_seq is not None and seq is not None and seq <= after_seq:
+                        continue  # printed already (from the segments, or before the start)
                     if reopened:
                         reopened = False
                         if last_seq is not None and seq is not None and seq > last_seq + 1:
