@@ -17,7 +17,7 @@ What it does, in one run:
    loop on loopback), three workloads on the authorization listener:
 
    * ``noop``      -- ``grpc.health.v1.Health/Check``: a unary RPC that does nothing, same server,
-                      same listener, same thread pool;
+                      same listener, same event loop;
    * ``fresh``     -- ``Authorize`` with a token never seen before (each call its own token);
    * ``repeated``  -- ``Authorize`` with one token over and over (the agent's steady state);
 

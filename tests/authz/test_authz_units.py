@@ -162,3 +162,38 @@ def test_redaction_in_json_text_keeps_it_json_and_leaves_nothing_token_like(part
     else:
         assert REDACTED in decoded["path"]
         assert all(kept in value for kept in decoded["path"].split(REDACTED))
+
+
+def test_what_would_block_the_event_loop_says_so(tmp_path: Any) -> None:
+    """Inside never_block(), a directory lookup that is not memoised, a counter read of a stale
+    directory, and waiting for a JWKS fetch raise WouldBlock (the endpoint then decides in a worker
+    thread); what is in memory is answered as usual. Outside, they just do their I/O."""
+    from agentceiling.domain.blocking import WouldBlock, never_block
+    from agentceiling.service.directory import Directory
+    from agentceiling.store import migrate
+    from agentceiling.store.db import Database, sqlite_url
+    from agentceiling.tokens.jwks import JwksClient
+
+    db = Database(sqlite_url(tmp_path))
+    migrate.upgrade(db)
+    now = [1000.0]
+    d = Directory(db, poll_interval=3600, max_staleness=1.0, clock=lambda: now[0])
+    try:
+        d.memo(("known",), lambda: "in memory")
+        with never_block():
+            assert d.memo(("known",), lambda: "reloaded") == "in memory"
+            d.ensure_fresh()
+            with pytest.raises(WouldBlock):
+                d.memo(("unknown",), lambda: "needs the database")
+            now[0] += 5
+            with pytest.raises(WouldBlock):
+                d.ensure_fresh()
+        d.ensure_fresh()  # where blocking is allowed: reads the counter
+        assert d.memo(("unknown",), lambda: "loaded") == "loaded"
+    finally:
+        d.close()
+    client = JwksClient("http://127.0.0.1:9/keys", timeout=0.2)
+    with never_block(), pytest.raises(WouldBlock):
+        client.get_keys("kid-1")  # no keys yet: it would wait for a fetch
+    # WouldBlock passes through `except Exception` (which turns failures into refusals)
+    assert not issubclass(WouldBlock, Exception)

@@ -65,7 +65,7 @@ def test_only_the_first_bearer_token_of_a_call_is_checked(srv: Any) -> None:
     """Each unknown token costs a database read: a call with many authorization headers gets one
     check, of its first bearer token."""
     with grpc.insecure_channel(srv.address) as ch:
-        wrong_first = [("authorization", f"Bearer wrong-{i}") for i in range(150)] + [
+        wrong_first = [("authorization", f"Bearer wrong-{i}") for i in range(20)] + [
             ("authorization", f"Bearer {srv.token}")
         ]
         exc = rpc_error(raw_call, ch, "/agentceiling.v1.System/Status", b"", wrong_first)

@@ -6,6 +6,9 @@ operation, an oversized token, path or namespace)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import grpc
@@ -13,9 +16,11 @@ from google.protobuf import json_format
 
 from agentceiling._gen.agentceiling.v1 import authorization_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as pbg
-from agentceiling.api.errors import Undecodable, rpc, tolerant_decoder
+from agentceiling.api.errors import Undecodable, rpc_async, tolerant_decoder
+from agentceiling.domain.blocking import WouldBlock, never_block
 from agentceiling.domain.errors import InvalidArgument
-from agentceiling.service.authz import AuthorizeInput, Authorizer, BadRequest
+from agentceiling.service.authz import AuthorizeInput, Authorizer, BadRequest, Decision
+from agentceiling.store.audit_log import AuditLog, AuditUnavailable
 
 #: Longer tokens are a malformed request (INVALID_ARGUMENT, not audited). Tokens between the
 #: validator's 8 KiB cap and this are refused as TOKEN_INVALID (and audited) like any bad token.
@@ -33,57 +38,138 @@ def _bearer(context: grpc.ServicerContext) -> str:
     return ""
 
 
-class AuthorizationService(pbg.AuthorizationServicer):
-    def __init__(self, authorizer: Authorizer) -> None:
-        self.authorizer = authorizer
-
-    @rpc
-    def Authorize(
-        self, request: pb.AuthorizeRequest | Undecodable, context: grpc.ServicerContext
-    ) -> pb.AuthorizeResponse:
-        if isinstance(request, Undecodable):
-            raise InvalidArgument.one(
-                "parameters",
-                "the request could not be decoded (protobuf allows 100 levels of nesting; "
-                "parameters are probably nested deeper)",
-            )
-        token = request.token or _bearer(context)
-        if len(token) > MAX_TOKEN_CHARS:
-            raise InvalidArgument.one("token", f"token is longer than {MAX_TOKEN_CHARS} characters")
-        params: dict[str, Any] | None = None
-        if request.HasField("parameters"):
-            try:
-                params = json_format.MessageToDict(request.parameters)
-            except ValueError:  # NaN or an infinity in a number_value: JSON has no such number
-                raise InvalidArgument.one(
-                    "parameters", "parameters hold a number JSON cannot represent (NaN or an infinity)"
-                ) from None
+def _input(request: pb.AuthorizeRequest | Undecodable, context: grpc.ServicerContext) -> AuthorizeInput:
+    """The request as the service takes it; malformed requests raise InvalidArgument."""
+    if isinstance(request, Undecodable):
+        raise InvalidArgument.one(
+            "parameters",
+            "the request could not be decoded (protobuf allows 100 levels of nesting; "
+            "parameters are probably nested deeper)",
+        )
+    token = request.token or _bearer(context)
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidArgument.one("token", f"token is longer than {MAX_TOKEN_CHARS} characters")
+    params: dict[str, Any] | None = None
+    if request.HasField("parameters"):
         try:
-            d = self.authorizer.authorize(
-                AuthorizeInput(
-                    token=token,
-                    namespace=request.namespace or "root",
-                    path=request.path,
-                    operation=request.operation,
-                    parameters=params,
-                )
-            )
+            params = json_format.MessageToDict(request.parameters)
+        except ValueError:  # NaN or an infinity in a number_value: JSON has no such number
+            raise InvalidArgument.one(
+                "parameters", "parameters hold a number JSON cannot represent (NaN or an infinity)"
+            ) from None
+    return AuthorizeInput(
+        token=token,
+        namespace=request.namespace or "root",
+        path=request.path,
+        operation=request.operation,
+        parameters=params,
+    )
+
+
+def _response(d: Decision) -> pb.AuthorizeResponse:
+    return pb.AuthorizeResponse(
+        allowed=d.allowed,
+        code=d.code,
+        reason=d.reason,
+        decision_id=d.decision_id,
+        entity_id=d.entity_id,
+        actor_entity_id=d.actor_entity_id,
+        registration_id=d.registration_id,
+        authorization_details=d.authorization_details_json,
+    )
+
+
+class LoopAudit:
+    """Writes the endpoint's audit records from the event loop. Each record is queued with a future;
+    the log's writer thread hands back a whole group commit with one ``call_soon_threadsafe``, so
+    no thread waits for the disk on a call's behalf."""
+
+    def __init__(self, log: AuditLog, timeout: float, on_failure: Callable[[], None]) -> None:
+        self._log = log
+        self._timeout = timeout
+        self._on_failure = on_failure
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        def hook(items: list[Any]) -> None:  # the writer thread
+            loop.call_soon_threadsafe(_settle, items)
+
+        self._log.group_hook = hook
+
+    async def write(self, record: str) -> None:
+        """Return once ``record`` is durable; raise AuditUnavailable when it cannot be."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        item = self._log.enqueue_canonical(record, future)
+        if item.done:  # a failed or closed log answers at once
+            _settle([item])
+        # A timer, not asyncio.wait_for (a task per call): a stuck disk becomes UNAVAILABLE.
+        timer = loop.call_later(self._timeout, _expire, future)
+        try:
+            await future
+        except TimeoutError:
+            self._log.abandon(item)
+            self._on_failure()
+            raise AuditUnavailable(f"audit log {self._log.path}: timed out after {self._timeout}s") from None
+        except AuditUnavailable:
+            # No decision can be made any more: health checks say so, so load balancers stop
+            # sending agents here.
+            self._on_failure()
+            raise
+        finally:
+            timer.cancel()
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+def _settle(items: list[Any]) -> None:
+    for item in items:
+        future = item.waiter
+        if future is None or future.done():
+            continue
+        if item.error is not None:
+            future.set_exception(item.error)
+        else:
+            future.set_result(item.receipt)
+
+
+class AuthorizationService(pbg.AuthorizationServicer):
+    """Decides on the event loop when everything the decision needs is in memory (the common case:
+    a known agent, cached keys); otherwise (a directory lookup, a JWKS fetch) in a worker thread.
+    Either way the answer leaves only once its audit record is durable."""
+
+    def __init__(self, authorizer: Authorizer, audit: LoopAudit, blocking: Executor) -> None:
+        self.authorizer = authorizer
+        self.audit = audit
+        self.blocking = blocking
+
+    @rpc_async
+    async def Authorize(
+        self, request: pb.AuthorizeRequest | Undecodable, context: grpc.aio.ServicerContext
+    ) -> pb.AuthorizeResponse:
+        req = _input(request, context)  # type: ignore[arg-type]
+        try:
+            try:
+                with never_block():
+                    decision, record = self.authorizer.decide(req)
+            except WouldBlock:
+                loop = asyncio.get_running_loop()
+                decision, record = await loop.run_in_executor(self.blocking, self.authorizer.decide, req)
         except BadRequest as exc:
             raise InvalidArgument.one(exc.field, str(exc)) from None
-        return pb.AuthorizeResponse(
-            allowed=d.allowed,
-            code=d.code,
-            reason=d.reason,
-            decision_id=d.decision_id,
-            entity_id=d.entity_id,
-            actor_entity_id=d.actor_entity_id,
-            registration_id=d.registration_id,
-            authorization_details=d.authorization_details_json,
-        )
+        try:
+            await self.audit.write(record)
+        except Exception as exc:
+            decision = Authorizer.unavailable(decision, exc)
+        return _response(decision)
 
 
-def register(server: grpc.Server, authorizer: Authorizer) -> list[str]:
-    service = AuthorizationService(authorizer)
+def register(server: grpc.aio.Server, authorizer: Authorizer, audit: LoopAudit, blocking: Executor) -> list[str]:
+    """Add the Authorization service to ``server``; call in its event loop's thread."""
+    audit.bind(asyncio.get_running_loop())
+    service = AuthorizationService(authorizer, audit, blocking)
     handlers = {
         "Authorize": grpc.unary_unary_rpc_method_handler(
             service.Authorize,

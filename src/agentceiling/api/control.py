@@ -13,6 +13,7 @@ from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 from agentceiling.api import convert
 from agentceiling.api.errors import Undecodable, rpc, tolerant_decoder
+from agentceiling.api.interceptors import AdminAuth
 from agentceiling.domain.models import PolicyDoc
 from agentceiling.service.control import ControlPlane, page_token
 
@@ -239,8 +240,9 @@ class System(pbg.SystemServicer):
         )
 
 
-def _decoded(method: Callable[[Any, Ctx], Any], message: str) -> Callable[[Any, Ctx], Any]:
+def _decoded(method: Callable[[Any, Ctx], Any], message: str, auth: AdminAuth) -> Callable[[Any, Ctx], Any]:
     def handler(request: Any, context: Ctx) -> Any:
+        auth.authenticate(context)  # before anything about the request is said
         if isinstance(request, Undecodable):
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -252,10 +254,11 @@ def _decoded(method: Callable[[Any, Ctx], Any], message: str) -> Callable[[Any, 
     return handler
 
 
-def register(server: grpc.Server, cp: ControlPlane) -> list[str]:
+def register(server: grpc.aio.Server, cp: ControlPlane) -> list[str]:
     """Add every control-plane service to ``server``; return their full names. As the generated
-    ``add_*Servicer_to_server`` do, but a request that does not decode is INVALID_ARGUMENT (gRPC's
-    own decoding answers INTERNAL and logs a traceback)."""
+    ``add_*Servicer_to_server`` do, but every call needs the admin token, and a request that does
+    not decode is INVALID_ARGUMENT (gRPC's own decoding answers INTERNAL and logs a traceback).
+    The handlers are synchronous: a grpc.aio server runs them in its worker pool."""
     servicers = {
         "OAuthResourceServerProfiles": Profiles(cp),
         "AgentRegistrations": Registrations(cp),
@@ -264,11 +267,12 @@ def register(server: grpc.Server, cp: ControlPlane) -> list[str]:
         "EntityAliases": Aliases(cp),
         "System": System(cp),
     }
+    auth = AdminAuth(cp.check_admin_token)
     for name, servicer in servicers.items():
         service = pb.DESCRIPTOR.services_by_name[name]
         handlers = {
             m.name: grpc.unary_unary_rpc_method_handler(
-                _decoded(getattr(servicer, m.name), m.input_type.full_name),
+                _decoded(getattr(servicer, m.name), m.input_type.full_name, auth),
                 request_deserializer=tolerant_decoder(GetMessageClass(m.input_type)),
                 response_serializer=GetMessageClass(m.output_type).SerializeToString,
             )

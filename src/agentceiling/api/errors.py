@@ -42,6 +42,7 @@ ELLIPSIS = "…"
 
 DB_UNAVAILABLE = "the database is unavailable; retry later"
 
+AF = TypeVar("AF", bound=Callable[..., Any])
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -136,6 +137,14 @@ def database_unavailable(exc: BaseException) -> bool:
     return sqlstate[:2] in ("08", "53", "58") or sqlstate in ("57P01", "57P02", "57P03", "57P04", "57P05")
 
 
+def abort_with_status(context: grpc.ServicerContext, status: grpc.Status) -> None:
+    """``context.abort_with_status`` where there is one; a synchronous handler of a grpc.aio server
+    has none, but its ``abort`` takes the status's trailing metadata (the rich details)."""
+    if hasattr(context, "abort_with_status"):
+        context.abort_with_status(status)
+    context.abort(status.code, status.details, status.trailing_metadata)  # type: ignore[call-arg]
+
+
 def rpc(fn: F) -> F:
     """Servicer method wrapper: domain errors become statuses; an unreachable database becomes
     UNAVAILABLE; anything else is logged with its traceback on the server and reaches the client as
@@ -146,12 +155,12 @@ def rpc(fn: F) -> F:
         try:
             return fn(self, request, context)
         except DomainError as exc:
-            context.abort_with_status(to_status(exc))
+            abort_with_status(context, to_status(exc))
         except Exception as exc:  # an RPC never answers with a traceback
             incident = uuid.uuid4().hex[:12]
             if database_unavailable(exc):
                 log.warning("database unavailable in %s (incident %s): %s", fn.__qualname__, incident, exc)
-                context.abort_with_status(to_status(Unavailable(f"{DB_UNAVAILABLE} (incident {incident})")))
+                abort_with_status(context, to_status(Unavailable(f"{DB_UNAVAILABLE} (incident {incident})")))
             log.exception("internal error in %s (incident %s)", fn.__qualname__, incident)
             context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
 
@@ -177,3 +186,23 @@ def tolerant_decoder(message_cls: Any) -> Callable[[bytes], Any]:
             return UNDECODABLE
 
     return decode
+
+
+def rpc_async(fn: AF) -> AF:
+    """:func:`rpc` for a coroutine servicer method of a grpc.aio server."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return await fn(self, request, context)
+        except DomainError as exc:
+            status = to_status(exc)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except Exception as exc:  # an RPC never answers with a traceback
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            incident = uuid.uuid4().hex[:12]
+            log.exception("internal error in %s (incident %s)", fn.__qualname__, incident)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log")
+
+    return wrapper  # type: ignore[return-value]

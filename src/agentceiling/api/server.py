@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AioHealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from agentceiling.addresses import address_problem
 from agentceiling.api import control
-from agentceiling.api.interceptors import AdminTokenInterceptor
 from agentceiling.service.control import ControlPlane
 from agentceiling.store import migrate
 from agentceiling.store.audit_log import AuditLogCorrupt, AuditLogError, AuditLogLocked
 from agentceiling.store.db import Database, DatabaseURLError, sqlite_url
 
 log = logging.getLogger("agentceiling.server")
+T = TypeVar("T")
 
 MiB = 1024 * 1024
 
@@ -138,7 +141,7 @@ def _check_address(flag: str, address: str) -> None:
         raise ConfigError(f"cannot listen on {address} ({flag}): {problem}")
 
 
-def _bind(server: grpc.Server, address: str, creds: grpc.ServerCredentials | None, flag: str) -> int:
+def _bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials | None, flag: str) -> int:
     try:
         port = server.add_insecure_port(address) if creds is None else server.add_secure_port(address, creds)
     except RuntimeError:  # grpcio >= 1.60 raises instead of returning 0
@@ -154,14 +157,60 @@ def _bound(address: str, port: int) -> str:
     return f"{host}:{port}" if sep and wanted == "0" and port > 0 else address
 
 
-def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:
-    """Health starts NOT_SERVING; ``Server.start`` flips every listener to SERVING once all are up."""
-    servicer = health.HealthServicer()
+class _Health(AioHealthServicer):
+    """grpc.aio's health servicer: Check and Watch run on the event loop, holding no thread (a
+    client holding Watch streams open takes no worker)."""
+
+
+def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> _Health:
+    """Health starts NOT_SERVING; ``Server.start`` flips every listener to SERVING once all are up.
+    Called in the event loop's thread."""
+    servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ["", *services]:
-        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        servicer._server_status[name] = health_pb2.HealthCheckResponse.NOT_SERVING  # no watcher yet
     reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     return servicer
+
+
+class _EventLoop:
+    """The asyncio event loop of the gRPC servers, in a thread of its own.
+
+    The listeners are grpc.aio servers whose handlers are synchronous and run in a worker pool:
+    a call holds a worker only once its request has arrived, so clients that open calls and never
+    send (or hold reflection and health-watch streams open) cannot take every worker, as they could
+    in grpc's thread-per-call server."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="grpc-event-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result (from any other thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in the loop's thread and wait for its result."""
+
+        async def run() -> T:
+            return fn()
+
+        return self.run(run())
+
+    def soon(self, coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Schedule a coroutine without waiting for it (safe from any thread, the loop's included)."""
+        self.loop.call_soon_threadsafe(lambda: self.loop.create_task(coro_fn()))
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()
 
 
 # (database, config) -> (register(server, mark_unhealthy, on_hangup) -> service names, close);
@@ -169,7 +218,7 @@ def _add_health_and_reflection(server: grpc.Server, services: list[str]) -> heal
 AuthzFactory = Callable[
     [Database, ServerConfig],
     tuple[
-        Callable[[grpc.Server, Callable[[], None], Callable[[Callable[[], None]], None]], list[str]],
+        Callable[[grpc.aio.Server, Callable[[], None], Callable[[Callable[[], None]], None]], list[str]],
         Callable[[], None],
     ],
 ]
@@ -183,7 +232,9 @@ class Server:
         self._authz_factory = authz_factory
         self.db: Database | None = None
         self.control_plane: ControlPlane | None = None
-        self._servers: list[tuple[grpc.Server, health.HealthServicer, list[str]]] = []
+        self._servers: list[tuple[grpc.aio.Server, _Health, list[str]]] = []
+        self._pools: list[futures.ThreadPoolExecutor] = []
+        self._loop: _EventLoop | None = None
         self._closers: list[Callable[[], None]] = []
         self.ports: dict[str, int] = {}
         self._stopped = threading.Event()
@@ -251,7 +302,18 @@ class Server:
             except (AuditLogError, OSError) as exc:
                 raise ConfigError(f"cannot open the audit log in {cfg.data_dir}: {exc}") from None
             self._closers.append(close)
-        pending: list[tuple[grpc.Server, health.HealthServicer, list[str], str]] = []
+        loop = self._loop = _EventLoop()
+        pending: list[tuple[grpc.aio.Server, _Health, list[str], str]] = []
+
+        def new_server(prefix: str, max_rpcs: int) -> grpc.aio.Server:
+            pool = futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix=prefix)
+            self._pools.append(pool)
+            return loop.call(
+                lambda: grpc.aio.server(
+                    migration_thread_pool=pool, options=_options(cfg), maximum_concurrent_rpcs=max_rpcs
+                )
+            )
+
         try:
             if serve_control:
                 token_file = cfg.data_dir / "admin-token"
@@ -263,15 +325,11 @@ class Server:
                     ) from None
                 if created:
                     log.info("created the first admin token in %s", token_file)
-                server = grpc.server(
-                    futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="control"),
-                    interceptors=[AdminTokenInterceptor(self.control_plane.check_admin_token)],
-                    options=_options(cfg),
-                    maximum_concurrent_rpcs=cfg.workers * 8,
-                )
-                services = control.register(server, self.control_plane)
-                self.ports["control"] = _bind(server, cfg.listen, creds, "--listen")
-                hs = _add_health_and_reflection(server, services)
+                server = new_server("control", cfg.workers * 8)
+                cp = self.control_plane
+                services = loop.call(lambda: control.register(server, cp))
+                self.ports["control"] = loop.call(lambda: _bind(server, cfg.listen, creds, "--listen"))
+                hs = loop.call(lambda: _add_health_and_reflection(server, services))
                 pending.append(
                     (
                         server,
@@ -282,48 +340,61 @@ class Server:
                     )
                 )
             if register_authz is not None:
-                server = grpc.server(
-                    futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz"),
-                    options=_options(cfg),
-                    maximum_concurrent_rpcs=cfg.workers * 16,
-                )
-                holder: list[tuple[health.HealthServicer, list[str]]] = []
+                authz_server = server = new_server("authz", cfg.workers * 16)
+                holder: list[tuple[_Health, list[str]]] = []
 
-                def mark_unhealthy() -> None:
+                def mark_unhealthy() -> None:  # from a worker thread: never waits for the loop
                     for servicer, names in holder:
                         for name in names:
-                            servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+                            loop.soon(functools.partial(servicer.set, name, health_pb2.HealthCheckResponse.NOT_SERVING))
 
-                services = register_authz(server, mark_unhealthy, self._hangup_handlers.append)
-                self.ports["authz"] = _bind(server, cfg.authz_listen, creds, "--authz-listen")
-                hs = _add_health_and_reflection(server, services)
+                assert register_authz is not None
+                reg = register_authz
+                services = loop.call(lambda: reg(authz_server, mark_unhealthy, self._hangup_handlers.append))
+                self.ports["authz"] = loop.call(lambda: _bind(authz_server, cfg.authz_listen, creds, "--authz-listen"))
+                hs = loop.call(lambda: _add_health_and_reflection(authz_server, services))
                 holder.append((hs, ["", *services]))
                 listening = f"authorization endpoint listening on {_bound(cfg.authz_listen, self.ports['authz'])}"
                 pending.append((server, hs, ["", *services], listening))
         except BaseException:
             for server, _hs, _names, _msg in pending:
-                server.stop(None)
+                loop.run(server.stop(None))
+            self._close_loop()
             raise
         for server, hs, names, message in pending:
-            server.start()
+            loop.run(server.start())
             self._servers.append((server, hs, names))
             log.info("%s", message)
 
+    def _close_loop(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools = []
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
+
     def _serving(self) -> None:
+        assert self._loop is not None
         for _, hs, names in self._servers:
             for name in names:
-                hs.set(name, health_pb2.HealthCheckResponse.SERVING)
+                self._loop.run(hs.set(name, health_pb2.HealthCheckResponse.SERVING))
 
     def stop(self) -> None:
         """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        for _, hs, _names in self._servers:
-            hs.enter_graceful_shutdown()
-        events = [server.stop(self.cfg.grace_seconds) for server, _, _names in self._servers]
-        for ev in events:
-            ev.wait()
+        loop = self._loop
+        if loop is not None and self._servers:
+
+            async def stop_all() -> None:
+                for _, hs, _names in self._servers:
+                    await hs.enter_graceful_shutdown()
+                await asyncio.gather(*(server.stop(self.cfg.grace_seconds) for server, _, _n in self._servers))
+
+            loop.run(stop_all())
+        self._close_loop()
         for close in self._closers:
             close()
         if self.db is not None:

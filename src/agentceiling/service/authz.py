@@ -356,6 +356,32 @@ class Authorizer:
     # ---------------------------------------------------------------- entry point
 
     def authorize(self, req: AuthorizeInput) -> Decision:
+        """Decide, and audit the decision (durably) before returning it."""
+        decision, record = self.decide(req)
+        try:
+            self.audit(record)
+        except Exception as exc:
+            return self.unavailable(decision, exc)
+        return decision
+
+    @staticmethod
+    def unavailable(decision: Decision, exc: BaseException) -> Decision:
+        """The answer when ``decision``'s audit record could not be written: fail closed."""
+        log.error("audit log unavailable, refusing decision %s: %s", decision.decision_id, exc)
+        return Decision(
+            False,
+            Code.UNAVAILABLE,
+            "the audit log cannot be written; no decision can be made",
+            decision.decision_id,
+            entity_id=decision.entity_id,
+            actor_entity_id=decision.actor_entity_id,
+            registration_id=decision.registration_id,
+        )
+
+    def decide(self, req: AuthorizeInput) -> tuple[Decision, str]:
+        """The decision and its audit record, not yet written: the caller writes the record
+        durably before answering (:meth:`authorize`, or the endpoint's event loop). Free of side
+        effects but for caches, so it may be run again (after :class:`WouldBlock`)."""
         # Vault: "ns", "ns/" and "/ns" are one namespace (and "" is the root)
         namespace = req.namespace.strip("/") or "root"
         path, operation = req.path, req.operation
@@ -412,21 +438,7 @@ class Authorizer:
             refusing_policies=list(outcome.refusing),
             authorization_details_json=honoured_json,
         )
-        record = self._audit_json(req, namespace, decision, trace)
-        try:
-            self.audit(record)
-        except Exception as exc:
-            log.error("audit log unavailable, refusing decision %s: %s", decision_id, exc)
-            return Decision(
-                False,
-                Code.UNAVAILABLE,
-                "the audit log cannot be written; no decision can be made",
-                decision_id,
-                entity_id=decision.entity_id,
-                actor_entity_id=decision.actor_entity_id,
-                registration_id=decision.registration_id,
-            )
-        return decision
+        return decision, self._audit_json(req, namespace, decision, trace)
 
     # ---------------------------------------------------------------- stage 1: the token
 

@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,7 @@ Hook = Callable[[], None]
 
 def build_authz(
     db: Database, cfg: Any
-) -> tuple[Callable[[grpc.Server, Hook, Callable[[Hook], None]], list[str]], Hook]:
+) -> tuple[Callable[[grpc.aio.Server, Hook, Callable[[Hook], None]], list[str]], Hook]:
     from agentceiling.api import authz as api
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
@@ -96,14 +97,22 @@ def build_authz(
         log.info("rotating the audit log %s", audit.path)
         audit.request_rotation()
 
-    def register(server: grpc.Server, mark_unhealthy: Hook, on_hangup: Callable[[Hook], None]) -> list[str]:
+    # Decisions that need the database or a JWKS fetch run here, not on the event loop.
+    blocking = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
+
+    def on_audit_failure() -> None:
+        for mark in unhealthy:
+            mark()
+
+    def register(server: grpc.aio.Server, mark_unhealthy: Hook, on_hangup: Callable[[Hook], None]) -> list[str]:
         unhealthy.append(mark_unhealthy)
         on_hangup(rotate)
-        services = api.register(server, authorizer)
+        services = api.register(server, authorizer, api.LoopAudit(audit, AUDIT_TIMEOUT, on_audit_failure), blocking)
         tune_gc()  # last thing before serving
         return services
 
     def close() -> None:
+        blocking.shutdown(wait=False, cancel_futures=True)
         directory.close()
         audit.close()
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from agentceiling.domain.blocking import check_may_block
 from agentceiling.domain.models import Alias, Entity, PolicyDoc, Profile, Registration
 from agentceiling.store import repo
 from agentceiling.store.db import Database
@@ -106,6 +107,7 @@ class Directory:
         (perhaps hanging on a database that is gone) is not waited for."""
         if self._clock() - self._confirmed <= self.max_staleness:
             return
+        check_may_block("reading the generation counter")
         if self._refreshing.acquire(blocking=False):
             try:
                 if self._clock() - self._confirmed > self.max_staleness:
@@ -136,6 +138,7 @@ class Directory:
         if value is _MISSING:
             if few_misses and key in gen.misses:
                 return cast(V, None)
+            check_may_block("a directory lookup")
             value = load()
             if value is None and few_misses:
                 misses = gen.misses

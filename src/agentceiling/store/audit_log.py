@@ -51,7 +51,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -519,6 +519,7 @@ class _Pending:
     error: AuditUnavailable | None = None
     done: bool = False
     abandoned: bool = False  # its append() timed out before the writer took it
+    waiter: Any = None  # enqueue_canonical(): the caller's handle, given back through the group hook
 
     def take(self) -> bool:
         """Called by the writer with the queue lock held: False drops the record."""
@@ -571,6 +572,10 @@ class AuditLog:
         self._error: AuditUnavailable | None = None
         self._close_lock = threading.Lock()
         self._closed = False
+        #: Called by the writer thread once per group commit (and on failure) with the resolved
+        #: records that were queued by :meth:`enqueue_canonical`: one wake-up of an event loop per
+        #: group, not one per record.
+        self.group_hook: Callable[[list[_Pending]], None] | None = None
         self._last_batch = 1
         self._batches = 0
         self._records = 0
@@ -847,9 +852,9 @@ class AuditLog:
         self._enqueue(self._encode(decision), fut)
         return fut
 
-    def _enqueue(self, payload: bytes, fut: Future[AuditReceipt] | None) -> _Pending:
+    def _enqueue(self, payload: bytes, fut: Future[AuditReceipt] | None, waiter: Any = None) -> _Pending:
         with self._cond:
-            item = _Pending(payload, fut, self._event)
+            item = _Pending(payload, fut, self._event, waiter=waiter)
             if self._error is not None:
                 item.resolve(None, self._unavailable())
             elif self._closing:
@@ -876,6 +881,26 @@ class AuditLog:
         canonical would be reported by :func:`verify`, so tests verify every log they write.
         """
         return self._wait(self._enqueue(self._check_canonical(decision), None), timeout)
+
+    def enqueue_canonical(self, decision: str, waiter: Any) -> _Pending:
+        """Queue a record (as :meth:`append_canonical`) without waiting: ``group_hook`` hands the
+        record back, ``waiter`` and all, once it is durable or has failed. The record may be
+        resolved already on return (a failed or closed log): check ``done``."""
+        return self._enqueue(self._check_canonical(decision), None, waiter)
+
+    def abandon(self, item: _Pending) -> None:
+        """The caller stopped waiting for ``item``: drop it unless the writer has taken it."""
+        with self._cond:
+            item.abandoned = True
+
+    def _notify(self, items: list[_Pending]) -> None:
+        hook = self.group_hook
+        waited = [item for item in items if item.waiter is not None]
+        if hook is not None and waited:
+            try:
+                hook(waited)
+            except Exception:  # e.g. the event loop is closed: its waiters are gone
+                log.exception("audit log: group hook failed")
 
     def _wait(self, item: _Pending, timeout: float | None) -> AuditReceipt:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -1069,6 +1094,7 @@ class AuditLog:
             self._last_batch = len(batch)
         for item, receipt in zip(batch, receipts, strict=True):
             item.resolve(receipt, None)
+        self._notify(batch)
 
     def _rotate(self) -> None:
         """Writer thread, between group commits: the active file becomes the segment named after its
@@ -1139,6 +1165,7 @@ class AuditLog:
             if item.take():
                 item.resolve(None, self._unavailable())
             item.event.set()
+        self._notify([*batch, *pending])
 
     def _unavailable(self) -> AuditUnavailable:
         """A fresh exception per waiter (one instance raised in many threads gets a mixed traceback)."""

@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentceiling.domain.blocking import check_may_block
+
 from .errors import ErrorCode, TokenError, invalid, quote
 from .keys import VerificationKey, key_from_jwk
 
@@ -213,6 +215,7 @@ class JwksClient:
         now = self._clock()
         keyset = self._keyset
         if keyset is None or now - keyset.fetched_at > self._stale_limit:
+            check_may_block("fetching the JWKS")
             self._start_refresh(now, wait=True)
             keyset = self._keyset
             if keyset is None or self._clock() - keyset.fetched_at > self._stale_limit:
@@ -223,6 +226,7 @@ class JwksClient:
         if found:
             return found
         # Unknown kid: maybe the IdP rotated. One rate-limited, single-flight refresh.
+        check_may_block("fetching the JWKS")
         self._start_refresh(now, wait=True)
         latest = self._keyset
         if latest is not None and latest is not keyset:
