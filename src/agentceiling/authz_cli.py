@@ -118,6 +118,21 @@ def _anchor(text: str) -> tuple[int, str]:
     return int(m.group(1)), m.group(2)
 
 
+def dial(address: str, ca_cert: Path | str | None) -> Any:
+    """A gRPC channel to ``address``: TLS trusting the CA bundle ``ca_cert`` when given, else
+    plaintext. None, after saying why, when the bundle cannot be read."""
+    import grpc
+
+    if not ca_cert:
+        return grpc.insecure_channel(address)
+    try:
+        ca = Path(ca_cert).read_bytes()
+    except OSError as exc:
+        print(f"agentceiling: cannot read the CA bundle {ca_cert}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(ca))
+
+
 def _authorize(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf import struct_pb2
@@ -177,15 +192,9 @@ def _authorize(args: argparse.Namespace) -> int:
             print(f"agentceiling: --parameters cannot be sent: {exc}", file=sys.stderr)
             return 2
         request.parameters.CopyFrom(s)
-    if args.ca_cert:
-        try:
-            ca = args.ca_cert.read_bytes()
-        except OSError as exc:
-            print(f"agentceiling: cannot read the CA bundle {args.ca_cert}: {exc}", file=sys.stderr)
-            return 2
-        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(ca))
-    else:
-        channel = grpc.insecure_channel(args.address)
+    channel = dial(args.address, args.ca_cert)
+    if channel is None:
+        return 2
     with channel:
         try:
             resp = pbg.AuthorizationStub(channel).Authorize(request, timeout=args.timeout)

@@ -358,15 +358,9 @@ def _status(args: argparse.Namespace) -> int:
     if not token or not token.isascii() or not token.isprintable():
         print(f"agentceiling: the admin token in {source} is empty or not printable ASCII text", file=sys.stderr)
         return 2
-    if args.ca_cert is not None:
-        try:
-            ca = Path(args.ca_cert).read_bytes()
-        except OSError as exc:
-            print(f"agentceiling: cannot read the CA bundle {args.ca_cert}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(ca))
-    else:
-        channel = grpc.insecure_channel(args.address)
+    channel = authz_cli.dial(args.address, args.ca_cert)
+    if channel is None:
+        return 2
     with channel:
         try:
             resp = pbg.SystemStub(channel).Status(
