@@ -12,8 +12,8 @@ from google.protobuf.message_factory import GetMessageClass
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 from agentceiling.api import convert
+from agentceiling.api.admin_auth import AdminAuth
 from agentceiling.api.errors import Undecodable, rpc, tolerant_decoder
-from agentceiling.api.interceptors import AdminAuth
 from agentceiling.domain.models import PolicyDoc
 from agentceiling.service.control import ControlPlane, page_token
 

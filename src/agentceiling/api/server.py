@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+# grpc.aio's health servicer: Check and Watch run on the event loop, holding no thread.
 from grpc_health.v1._async import HealthServicer as AioHealthServicer
 from grpc_reflection.v1alpha import reflection
 
@@ -157,18 +159,12 @@ def _bound(address: str, port: int) -> str:
     return f"{host}:{port}" if sep and wanted == "0" and port > 0 else address
 
 
-class _Health(AioHealthServicer):
-    """grpc.aio's health servicer: Check and Watch run on the event loop, holding no thread (a
-    client holding Watch streams open takes no worker)."""
-
-
-def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> _Health:
-    """Health starts NOT_SERVING; ``Server.start`` flips every listener to SERVING once all are up.
-    Called in the event loop's thread."""
-    servicer = _Health()
+async def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> AioHealthServicer:
+    """Health starts NOT_SERVING; ``Server.start`` flips every listener to SERVING once all are up."""
+    servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ["", *services]:
-        servicer._server_status[name] = health_pb2.HealthCheckResponse.NOT_SERVING  # no watcher yet
+        await servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     return servicer
 
@@ -176,10 +172,10 @@ def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> 
 class _EventLoop:
     """The asyncio event loop of the gRPC servers, in a thread of its own.
 
-    The listeners are grpc.aio servers whose handlers are synchronous and run in a worker pool:
-    a call holds a worker only once its request has arrived, so clients that open calls and never
-    send (or hold reflection and health-watch streams open) cannot take every worker, as they could
-    in grpc's thread-per-call server."""
+    The listeners are grpc.aio servers. Synchronous handlers (the control plane's) run in a worker
+    pool, which a call joins only once its request has arrived; coroutines (Authorize, health,
+    reflection) run on the loop. So clients that open calls and never send, or hold streams open,
+    cannot take every worker, as they could in grpc's thread-per-call server."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -232,7 +228,7 @@ class Server:
         self._authz_factory = authz_factory
         self.db: Database | None = None
         self.control_plane: ControlPlane | None = None
-        self._servers: list[tuple[grpc.aio.Server, _Health, list[str]]] = []
+        self._servers: list[tuple[grpc.aio.Server, AioHealthServicer, list[str]]] = []
         self._pools: list[futures.ThreadPoolExecutor] = []
         self._loop: _EventLoop | None = None
         self._closers: list[Callable[[], None]] = []
@@ -303,7 +299,7 @@ class Server:
                 raise ConfigError(f"cannot open the audit log in {cfg.data_dir}: {exc}") from None
             self._closers.append(close)
         loop = self._loop = _EventLoop()
-        pending: list[tuple[grpc.aio.Server, _Health, list[str], str]] = []
+        pending: list[tuple[grpc.aio.Server, AioHealthServicer, list[str], str]] = []
 
         def new_server(prefix: str, max_rpcs: int) -> grpc.aio.Server:
             pool = futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix=prefix)
@@ -329,7 +325,7 @@ class Server:
                 cp = self.control_plane
                 services = loop.call(lambda: control.register(server, cp))
                 self.ports["control"] = loop.call(lambda: _bind(server, cfg.listen, creds, "--listen"))
-                hs = loop.call(lambda: _add_health_and_reflection(server, services))
+                hs = loop.run(_add_health_and_reflection(server, services))
                 pending.append(
                     (
                         server,
@@ -341,18 +337,17 @@ class Server:
                 )
             if register_authz is not None:
                 authz_server = server = new_server("authz", cfg.workers * 16)
-                holder: list[tuple[_Health, list[str]]] = []
+                holder: list[tuple[AioHealthServicer, list[str]]] = []
 
                 def mark_unhealthy() -> None:  # from a worker thread: never waits for the loop
                     for servicer, names in holder:
                         for name in names:
                             loop.soon(functools.partial(servicer.set, name, health_pb2.HealthCheckResponse.NOT_SERVING))
 
-                assert register_authz is not None
                 reg = register_authz
                 services = loop.call(lambda: reg(authz_server, mark_unhealthy, self._hangup_handlers.append))
                 self.ports["authz"] = loop.call(lambda: _bind(authz_server, cfg.authz_listen, creds, "--authz-listen"))
-                hs = loop.call(lambda: _add_health_and_reflection(authz_server, services))
+                hs = loop.run(_add_health_and_reflection(authz_server, services))
                 holder.append((hs, ["", *services]))
                 listening = f"authorization endpoint listening on {_bound(cfg.authz_listen, self.ports['authz'])}"
                 pending.append((server, hs, ["", *services], listening))
