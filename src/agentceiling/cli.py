@@ -263,7 +263,31 @@ def _serve(args: argparse.Namespace) -> int:
         server.stop()
         return 2
     server.serve_forever()
+    _exit_past_stuck_threads()
     return 0
+
+
+def _exit_past_stuck_threads(grace: float = 2.0) -> None:
+    """After a graceful stop, exit even if a worker thread is stuck in I/O (a database read that
+    hangs while the database is unreachable): Python would wait for it at exit, for as long as the
+    database stays away. Everything is closed by now; only the stuck call is abandoned."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    main = threading.main_thread()
+    stuck = [t.name for t in threading.enumerate() if t is not main and not t.daemon and t.is_alive()]
+    if stuck:
+        logging.getLogger("agentceiling.server").warning(
+            "exiting without waiting for %d thread(s) stuck in I/O: %s", len(stuck), ", ".join(stuck[:5])
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _db(args: argparse.Namespace) -> int:

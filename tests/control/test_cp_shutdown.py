@@ -188,3 +188,32 @@ def test_sigterm_right_after_the_control_plane_is_healthy_is_graceful(tmp_path: 
     srv = start_server(tmp_path / "data")
     rc = srv.stop(signal.SIGTERM)
     assert rc == 0, srv.log()[-3000:]
+
+
+def test_a_stop_racing_the_switch_to_serving_never_breaks_either(tmp_path: Path) -> None:
+    """SIGTERM right after start runs stop() in another thread while the main thread marks the
+    listeners SERVING on the event loop; stop() closed the loop under it (AttributeError, exit 1)."""
+    import threading
+
+    from agentceiling.api.server import Server, ServerConfig
+    from agentceiling.dev_ports import free_port
+    from agentceiling.service.authz_bootstrap import build_authz
+
+    for i in range(8):
+        cfg = ServerConfig(
+            data_dir=tmp_path / "data", listen=f"127.0.0.1:{free_port()}", authz_listen=f"127.0.0.1:{free_port()}"
+        )
+        server = Server(cfg, build_authz)
+        server.start()
+        stopper = threading.Thread(target=server.stop)
+        errors: list[BaseException] = []
+        if i % 2:
+            stopper.start()
+        try:
+            server._serving()
+        except BaseException as exc:
+            errors.append(exc)
+        if not i % 2:
+            stopper.start()
+        stopper.join(30)
+        assert not stopper.is_alive() and not errors, errors

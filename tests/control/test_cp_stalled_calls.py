@@ -1,6 +1,7 @@
 """Calls that never send their request, and streams held open, take no worker: the listeners are
 grpc.aio servers whose handlers run in a pool only once a request has arrived. With grpc's
-thread-per-call server, 32 such calls (no token needed) froze a listener until they closed."""
+thread-per-call server, 32 such calls (no token needed) froze a listener until they closed; with a
+limit of concurrent calls, 512 made every other call RESOURCE_EXHAUSTED."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from test_cp_support import settle, start_server
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 
-STALLED = 100  # well above the 32 workers of each pool
+STALLED = 600  # well above the 32 workers of each pool, and above the old limit of concurrent calls (512)
 
 
 def _stall(address: str, method: str, stop: threading.Event, n: int) -> list[tuple[grpc.Channel, Any]]:
@@ -26,8 +27,10 @@ def _stall(address: str, method: str, stop: threading.Event, n: int) -> list[tup
         yield b""  # a generator that sends nothing until stopped
 
     calls = []
-    for _ in range(n):
-        channel = grpc.insecure_channel(address)
+    channel = grpc.insecure_channel(address)
+    for i in range(n):
+        if i and i % 40 == 0:  # several connections, each with many calls
+            channel = grpc.insecure_channel(address)
         call = channel.stream_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
         calls.append((channel, call.future(never(), timeout=120)))
     return calls
@@ -43,7 +46,7 @@ def test_stalled_calls_and_open_streams_do_not_freeze_either_listener(tmp_path: 
                            "/agentceiling.v1.Authorization/Authorize",
                            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
                            "/grpc.health.v1.Health/Watch"):
-                held += _stall(address, method, stop, STALLED // 5)
+                held += _stall(address, method, stop, STALLED // 10)
         time.sleep(1.5)
         with grpc.insecure_channel(srv.address) as ch:
             start = time.monotonic()

@@ -28,6 +28,9 @@ MAX_TOKEN_CHARS = 64 * 1024
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
 
+#: Requests whose parameters are larger are decided in a worker thread, not on the event loop.
+LOOP_PARAMETERS_BYTES = 64 * 1024
+
 
 def _bearer(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
@@ -91,7 +94,8 @@ class LoopAudit:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         def hook(items: list[Any]) -> None:  # the writer thread
-            loop.call_soon_threadsafe(_settle, items)
+            if not loop.is_closed():  # after a stop, nobody waits any more
+                loop.call_soon_threadsafe(_settle, items)
 
         self._log.group_hook = hook
 
@@ -149,13 +153,22 @@ class AuthorizationService(pbg.AuthorizationServicer):
     async def Authorize(
         self, request: pb.AuthorizeRequest | Undecodable, context: grpc.aio.ServicerContext
     ) -> pb.AuthorizeResponse:
-        req = _input(request, context)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        if not isinstance(request, Undecodable) and request.parameters.ByteSize() > LOOP_PARAMETERS_BYTES:
+            # Converting megabytes of parameters takes the CPU for a while: not on the event loop,
+            # where it would hold up every other call (and any caller can send them).
+            req = await loop.run_in_executor(self.blocking, _input, request, context)  # type: ignore[arg-type]
+            big = True
+        else:
+            req = _input(request, context)  # type: ignore[arg-type]
+            big = False
         try:
             try:
+                if big:
+                    raise WouldBlock("large parameters")
                 with never_block():
                     decision, record = self.authorizer.decide(req)
             except WouldBlock:
-                loop = asyncio.get_running_loop()
                 decision, record = await loop.run_in_executor(self.blocking, self.authorizer.decide, req)
         except BadRequest as exc:
             raise InvalidArgument.one(exc.field, str(exc)) from None

@@ -231,6 +231,7 @@ class Server:
         self._servers: list[tuple[grpc.aio.Server, AioHealthServicer, list[str]]] = []
         self._pools: list[futures.ThreadPoolExecutor] = []
         self._loop: _EventLoop | None = None
+        self._lifecycle = threading.Lock()  # serializes marking SERVING and stopping
         self._closers: list[Callable[[], None]] = []
         self.ports: dict[str, int] = {}
         self._stopped = threading.Event()
@@ -301,14 +302,13 @@ class Server:
         loop = self._loop = _EventLoop()
         pending: list[tuple[grpc.aio.Server, AioHealthServicer, list[str], str]] = []
 
-        def new_server(prefix: str, max_rpcs: int) -> grpc.aio.Server:
+        def new_server(prefix: str) -> grpc.aio.Server:
             pool = futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix=prefix)
             self._pools.append(pool)
-            return loop.call(
-                lambda: grpc.aio.server(
-                    migration_thread_pool=pool, options=_options(cfg), maximum_concurrent_rpcs=max_rpcs
-                )
-            )
+            # No maximum_concurrent_rpcs: a call counts against it from its headers on, so clients
+            # holding calls open (no token needed) would get every other call RESOURCE_EXHAUSTED.
+            # A held call costs the event loop nothing; work waits in the pool's queue.
+            return loop.call(lambda: grpc.aio.server(migration_thread_pool=pool, options=_options(cfg)))
 
         try:
             if serve_control:
@@ -321,7 +321,7 @@ class Server:
                     ) from None
                 if created:
                     log.info("created the first admin token in %s", token_file)
-                server = new_server("control", cfg.workers * 8)
+                server = new_server("control")
                 cp = self.control_plane
                 services = loop.call(lambda: control.register(server, cp))
                 self.ports["control"] = loop.call(lambda: _bind(server, cfg.listen, creds, "--listen"))
@@ -336,7 +336,7 @@ class Server:
                     )
                 )
             if register_authz is not None:
-                authz_server = server = new_server("authz", cfg.workers * 16)
+                authz_server = server = new_server("authz")
                 holder: list[tuple[AioHealthServicer, list[str]]] = []
 
                 def mark_unhealthy() -> None:  # from a worker thread: never waits for the loop
@@ -370,16 +370,24 @@ class Server:
             loop.close()
 
     def _serving(self) -> None:
-        assert self._loop is not None
-        for _, hs, names in self._servers:
-            for name in names:
-                self._loop.run(hs.set(name, health_pb2.HealthCheckResponse.SERVING))
+        # Under the lifecycle lock: a SIGTERM right now starts stop() in another thread, which must
+        # not close the event loop while health is being set on it.
+        with self._lifecycle:
+            if self._stopped.is_set() or self._loop is None:
+                return
+            for _, hs, names in self._servers:
+                for name in names:
+                    self._loop.run(hs.set(name, health_pb2.HealthCheckResponse.SERVING))
 
     def stop(self) -> None:
         """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""
         if self._stopped.is_set():
             return
         self._stopped.set()
+        with self._lifecycle:
+            self._stop()
+
+    def _stop(self) -> None:
         loop = self._loop
         if loop is not None and self._servers:
 
@@ -389,9 +397,9 @@ class Server:
                 await asyncio.gather(*(server.stop(self.cfg.grace_seconds) for server, _, _n in self._servers))
 
             loop.run(stop_all())
-        self._close_loop()
-        for close in self._closers:
+        for close in self._closers:  # the audit log's last group commits still wake the loop
             close()
+        self._close_loop()
         if self.db is not None:
             self.db.dispose()
         log.info("stopped")
