@@ -10,12 +10,9 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from agentceiling import __version__, authz_cli
-
-if TYPE_CHECKING:
-    from agentceiling.store.db import Database
 
 
 def _env(name: str, default: str = "") -> str:
@@ -312,7 +309,7 @@ def _db(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.db_command == "current":
-            missing = _missing_sqlite_file(db)
+            missing = db.missing_file()
             if missing is not None:
                 where = "--data-dir" if not args.database_url else "--database-url"
                 print(
@@ -345,12 +342,6 @@ def _data_dir_problem(data_dir: Path, *, create: bool) -> str | None:
         except OSError as exc:
             return f"--data-dir {data_dir}: cannot create it: {exc.strerror or exc}"
     return None
-
-
-def _missing_sqlite_file(db: Database) -> str | None:
-    """The path of a SQLite database file that does not exist (connecting would create it)."""
-    path = db.missing_file()
-    return None if path is None else str(path)
 
 
 def _status(args: argparse.Namespace) -> int:

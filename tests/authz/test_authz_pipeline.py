@@ -320,12 +320,21 @@ def test_parameters_through_the_struct(world: World) -> None:
     # Not allowed by the RAR entry (and denied by the ceiling); not mentioned by the entry.
     assert w.authorize(tok, "db/creds/app", "update", parameters={"ttl": 1, "role": "writer"}).code == ("RAR_NO_MATCH")
     assert w.authorize(tok, "db/creds/app", "update", parameters={"ttl": 1, "x": "y"}).code == "RAR_NO_MATCH"
+    # Parameters over 64 KiB are decided in a worker thread, not on the event loop: same answers.
+    big = "r" * (100 * 1024)
+    assert w.authorize(tok, "db/creds/app", "update", parameters={"ttl": 60, "role": "reader", "note": big}).code == (
+        "RAR_NO_MATCH"
+    )
+    r = w.authorize(tok, "db/creds/app", "update", parameters={"ttl": 60, "role": big})
+    assert r.code == "RAR_NO_MATCH", r.reason
     # Without a RAR (optional for this agent): the ACL allows, the ceiling's denied value refuses.
     w.agent("params-norar", ceiling=ceiling, access=access, optional_authorization_details=True)
     bare = idp.token("params-norar")
     assert w.authorize(bare, "db/creds/app", "update", parameters={"ttl": 1, "role": "reader"}).code == "ALLOWED"
     r = w.authorize(bare, "db/creds/app", "update", parameters={"ttl": 1, "role": "writer"})
     assert r.code == "CEILING_EXCEEDED", r.reason
+    r = w.authorize(bare, "db/creds/app", "update", parameters={"ttl": "t" * 100_000, "role": "reader"})
+    assert r.code == "ALLOWED", r.reason
     # An unrestricted entry under a restricting ceiling is not contained.
     loose = idp.token("params", [path_access("db/creds/app", "update")])
     assert w.authorize(loose, "db/creds/app", "update", parameters={"ttl": 1}).code == "CEILING_EXCEEDED"

@@ -149,27 +149,26 @@ class AuthorizationService(pbg.AuthorizationServicer):
         self.audit = audit
         self.blocking = blocking
 
+    def _decide(self, request: pb.AuthorizeRequest, context: Any) -> tuple[Decision, str]:
+        return self.authorizer.decide(_input(request, context))
+
     @rpc_async
     async def Authorize(
         self, request: pb.AuthorizeRequest | Undecodable, context: grpc.aio.ServicerContext
     ) -> pb.AuthorizeResponse:
         loop = asyncio.get_running_loop()
-        if not isinstance(request, Undecodable) and request.parameters.ByteSize() > LOOP_PARAMETERS_BYTES:
-            # Converting megabytes of parameters takes the CPU for a while: not on the event loop,
-            # where it would hold up every other call (and any caller can send them).
-            req = await loop.run_in_executor(self.blocking, _input, request, context)  # type: ignore[arg-type]
-            big = True
-        else:
-            req = _input(request, context)  # type: ignore[arg-type]
-            big = False
         try:
-            try:
-                if big:
-                    raise WouldBlock("large parameters")
-                with never_block():
-                    decision, record = self.authorizer.decide(req)
-            except WouldBlock:
-                decision, record = await loop.run_in_executor(self.blocking, self.authorizer.decide, req)
+            if not isinstance(request, Undecodable) and request.parameters.ByteSize() > LOOP_PARAMETERS_BYTES:
+                # Converting megabytes of parameters takes the CPU for a while: not on the event
+                # loop, where it would hold up every other call (and any caller can send them).
+                decision, record = await loop.run_in_executor(self.blocking, self._decide, request, context)
+            else:
+                req = _input(request, context)  # type: ignore[arg-type]
+                try:
+                    with never_block():
+                        decision, record = self.authorizer.decide(req)
+                except WouldBlock:
+                    decision, record = await loop.run_in_executor(self.blocking, self.authorizer.decide, req)
         except BadRequest as exc:
             raise InvalidArgument.one(exc.field, str(exc)) from None
         try:

@@ -134,7 +134,7 @@ class Refusal(Exception):
         self.policies = list(policies)
 
 
-AuditSink = Callable[[str], None]
+AuditSink = Callable[[str], object]
 """Appends one decision record (its canonical JSON, see :mod:`audit_record`) durably; raises when
 it cannot (the decision becomes UNAVAILABLE)."""
 

@@ -5,6 +5,7 @@ starts quickly."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -66,7 +67,7 @@ def build_authz(
     from agentceiling.api import authz as api
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
-    from agentceiling.store.audit_log import AuditLog, AuditUnavailable
+    from agentceiling.store.audit_log import AuditLog
     from agentceiling.tokens import KeySourceRegistry, TokenValidator
     from agentceiling.tokens.validator import DEFAULT_MAX_LIFETIME
 
@@ -79,19 +80,9 @@ def build_authz(
     validator = TokenValidator(KeySourceRegistry(), max_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME)
 
     unhealthy: list[Callable[[], None]] = []
-
-    def sink(record: str) -> None:
-        # Durable before the answer; a stuck disk becomes UNAVAILABLE rather than a hung call.
-        try:
-            audit.append_canonical(record, timeout=AUDIT_TIMEOUT)
-        except AuditUnavailable:
-            # No decision can be made any more: health checks say so, so load balancers stop
-            # sending agents here.
-            for mark in unhealthy:
-                mark()
-            raise
-
-    authorizer = Authorizer(directory, validator, sink)
+    # The endpoint writes its records through LoopAudit (below); this sink serves the synchronous
+    # Authorizer.authorize() only.
+    authorizer = Authorizer(directory, validator, functools.partial(audit.append_canonical, timeout=AUDIT_TIMEOUT))
 
     def rotate() -> None:
         log.info("rotating the audit log %s", audit.path)
@@ -101,6 +92,8 @@ def build_authz(
     blocking = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
 
     def on_audit_failure() -> None:
+        # No decision can be made any more: health checks say so, so load balancers stop sending
+        # agents here.
         for mark in unhealthy:
             mark()
 

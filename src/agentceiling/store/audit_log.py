@@ -909,8 +909,7 @@ class AuditLog:
             if (remaining is not None and remaining <= 0) or not item.event.wait(remaining):
                 if item.done:
                     break
-                with self._cond:
-                    item.abandoned = True
+                self.abandon(item)
                 raise AuditUnavailable(f"audit log {self.path}: timed out after {timeout}s")
         if item.error is not None:
             raise item.error
