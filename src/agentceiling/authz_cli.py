@@ -230,6 +230,8 @@ def _not_the_server(pid: int, lock_path: Path) -> str:
     agentceiling server holding that lock. Signalling blindly could stop an unrelated process (the
     server in another pid namespace, e.g. a container: its pid means another process here) or a
     concurrent `audit rotate`, which has no SIGHUP handler. Checked through /proc where there is one."""
+    from agentceiling.store import audit_writer
+
     proc = Path("/proc")
     if not (proc / "self" / "fd").is_dir():
         return ""  # no /proc here: trust the lock file
@@ -254,7 +256,8 @@ def _not_the_server(pid: int, lock_path: Path) -> str:
             f"process {pid}, named by {lock_path}, does not hold the log open (is the server in another "
             "pid namespace, e.g. a container? send SIGHUP to it there)"
         )
-    if b"serve" not in cmdline:
+    # A server's audit log is held by its audit writer process, which rotates it on SIGHUP.
+    if audit_writer.MODULE.encode() not in cmdline:
         shown = " ".join(" ".join(a.decode(errors="replace").split()) for a in cmdline if a)[:200]
         return f"the log is held by process {pid} ({shown}), not by a server: try again when it is done"
     return ""

@@ -21,7 +21,7 @@ import pytest
 from authz_support import Idp, World, make_world, path_access, sha256_hex, start_server, wait_healthy
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agentceiling.store import audit_log
+from agentceiling.store import audit_log, audit_writer
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -435,3 +435,75 @@ def test_audit_anchor_and_verify_with_anchors(world: World) -> None:
     assert wrong.returncode == 1 and "hash differs from the anchor" in wrong.stdout, wrong.stdout
     bad = _cli("audit", "verify", "--anchor", "seven:abc", "--data-dir", data_dir)
     assert bad.returncode == 2 and "not SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _writer_pid(server_pid: int) -> int:
+    """The server's audit writer process (store/audit_writer.py)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == server_pid and audit_writer.MODULE.encode() in cmdline:
+                return int(entry)
+        time.sleep(0.05)
+    raise AssertionError(f"no audit writer process under {server_pid}")
+
+
+def _gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_dead_audit_writer_fails_closed_and_a_killed_server_leaves_no_writer(tmp_path: Path, lone_idp: Idp) -> None:
+    data = tmp_path / "data"
+    srv = start_server(data, "")
+    try:
+        wait_healthy(srv.authz_address, proc=srv.proc)
+        w = make_world(srv, lone_idp)
+        w.agent("writerless")
+
+        def ask() -> Any:
+            return w.authorize(
+                lone_idp.token("writerless", [path_access("secret/data/ci/a", "read")]), "secret/data/ci/a", "read"
+            )
+
+        assert ask().code == "ALLOWED"
+        os.kill(_writer_pid(srv.proc.pid), signal.SIGKILL)
+        for _ in range(2):
+            r = ask()
+            assert (r.allowed, r.code) == (False, "UNAVAILABLE") and "audit" in r.reason, r
+        assert _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING
+        assert "audit writer process exited" in srv.log()
+    finally:
+        assert srv.stop() == 0
+    # A server killed outright: its writer sees the pipe close, writes what it has and exits, so
+    # the next server can take the log.
+    srv = start_server(data, "")
+    try:
+        wait_healthy(srv.authz_address, proc=srv.proc)
+        writer = _writer_pid(srv.proc.pid)
+        srv.proc.kill()
+        srv.proc.wait()
+        assert _gone(writer)
+    finally:
+        srv.stop()
+    srv = start_server(data, "")
+    try:
+        wait_healthy(srv.authz_address, proc=srv.proc)
+    finally:
+        assert srv.stop() == 0
+    assert audit_log.verify_chain(data / "audit" / "audit.log").ok

@@ -7,9 +7,8 @@ operation, an oversized token, path or namespace)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import json_format
@@ -20,7 +19,7 @@ from agentceiling.api.errors import Undecodable, rpc_async, tolerant_decoder
 from agentceiling.domain.blocking import WouldBlock, never_block
 from agentceiling.domain.errors import InvalidArgument
 from agentceiling.service.authz import AuthorizeInput, Authorizer, BadRequest, Decision
-from agentceiling.store.audit_log import AuditLog, AuditUnavailable
+from agentceiling.store.audit_log import AuditReceipt
 
 #: Longer tokens are a malformed request (INVALID_ARGUMENT, not audited). Tokens between the
 #: validator's 8 KiB cap and this are refused as TOKEN_INVALID (and audited) like any bad token.
@@ -82,61 +81,12 @@ def _response(d: Decision) -> pb.AuthorizeResponse:
     )
 
 
-class LoopAudit:
-    """Writes the endpoint's audit records from the event loop. Each record is queued with a future;
-    the log's writer thread hands back a whole group commit with one ``call_soon_threadsafe``, so
-    no thread waits for the disk on a call's behalf."""
+class RecordWriter(Protocol):
+    """Where the endpoint's audit records go (:class:`agentceiling.store.audit_writer.AuditWriter`)."""
 
-    def __init__(self, log: AuditLog, timeout: float, on_failure: Callable[[], None]) -> None:
-        self._log = log
-        self._timeout = timeout
-        self._on_failure = on_failure
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        def hook(items: list[Any]) -> None:  # the writer thread
-            if not loop.is_closed():  # after a stop, nobody waits any more
-                loop.call_soon_threadsafe(_settle, items)
-
-        self._log.group_hook = hook
-
-    async def write(self, record: str) -> None:
-        """Return once ``record`` is durable; raise AuditUnavailable when it cannot be."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        item = self._log.enqueue_canonical(record, future)
-        if item.done:  # a failed or closed log answers at once
-            _settle([item])
-        # A timer, not asyncio.wait_for (a task per call): a stuck disk becomes UNAVAILABLE.
-        timer = loop.call_later(self._timeout, _expire, future)
-        try:
-            await future
-        except TimeoutError:
-            self._log.abandon(item)
-            self._on_failure()
-            raise AuditUnavailable(f"audit log {self._log.path}: timed out after {self._timeout}s") from None
-        except AuditUnavailable:
-            # No decision can be made any more: health checks say so, so load balancers stop
-            # sending agents here.
-            self._on_failure()
-            raise
-        finally:
-            timer.cancel()
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
-def _settle(items: list[Any]) -> None:
-    for item in items:
-        future = item.waiter
-        if future is None or future.done():
-            continue
-        if item.error is not None:
-            future.set_exception(item.error)
-        else:
-            future.set_result(item.receipt)
+    async def write(self, record: str) -> AuditReceipt:
+        """Return once ``record`` is durable; raise when it cannot be."""
+        ...
 
 
 class AuthorizationService(pbg.AuthorizationServicer):
@@ -144,7 +94,7 @@ class AuthorizationService(pbg.AuthorizationServicer):
     a known agent, cached keys); otherwise (a directory lookup, a JWKS fetch) in a worker thread.
     Either way the answer leaves only once its audit record is durable."""
 
-    def __init__(self, authorizer: Authorizer, audit: LoopAudit, blocking: Executor) -> None:
+    def __init__(self, authorizer: Authorizer, audit: RecordWriter, blocking: Executor) -> None:
         self.authorizer = authorizer
         self.audit = audit
         self.blocking = blocking
@@ -178,9 +128,8 @@ class AuthorizationService(pbg.AuthorizationServicer):
         return _response(decision)
 
 
-def register(server: grpc.aio.Server, authorizer: Authorizer, audit: LoopAudit, blocking: Executor) -> list[str]:
-    """Add the Authorization service to ``server``; call in its event loop's thread."""
-    audit.bind(asyncio.get_running_loop())
+def register(server: grpc.aio.Server, authorizer: Authorizer, audit: RecordWriter, blocking: Executor) -> list[str]:
+    """Add the Authorization service to ``server``."""
     service = AuthorizationService(authorizer, audit, blocking)
     handlers = {
         "Authorize": grpc.unary_unary_rpc_method_handler(

@@ -134,11 +134,6 @@ class Refusal(Exception):
         self.policies = list(policies)
 
 
-AuditSink = Callable[[str], object]
-"""Appends one decision record (its canonical JSON, see :mod:`audit_record`) durably; raises when
-it cannot (the decision becomes UNAVAILABLE)."""
-
-
 # ---------------------------------------------------------------- small immutable results
 
 
@@ -339,7 +334,6 @@ class Authorizer:
         self,
         directory: Directory,
         validator: TokenValidator,
-        audit: AuditSink,
         *,
         clock: Callable[[], float] = time.time,
         token_cache_size: int = 16_384,
@@ -347,22 +341,12 @@ class Authorizer:
     ) -> None:
         self.directory = directory
         self.validator = validator
-        self.audit = audit
         self.clock = clock
         self._tokens = _BoundedCache(token_cache_size)
         self._seen = _BoundedCache(token_cache_size)
         self._contexts = _BoundedCache(context_cache_size)
 
     # ---------------------------------------------------------------- entry point
-
-    def authorize(self, req: AuthorizeInput) -> Decision:
-        """Decide, and audit the decision (durably) before returning it."""
-        decision, record = self.decide(req)
-        try:
-            self.audit(record)
-        except Exception as exc:
-            return self.unavailable(decision, exc)
-        return decision
 
     @staticmethod
     def unavailable(decision: Decision, exc: BaseException) -> Decision:
@@ -380,7 +364,7 @@ class Authorizer:
 
     def decide(self, req: AuthorizeInput) -> tuple[Decision, str]:
         """The decision and its audit record, not yet written: the caller writes the record
-        durably before answering (:meth:`authorize`, or the endpoint's event loop). Free of side
+        durably before answering (the endpoint writes it to the audit writer process). Free of side
         effects but for caches, so it may be run again (after :class:`WouldBlock`)."""
         # Vault: "ns", "ns/" and "/ns" are one namespace (and "" is the root)
         namespace = req.namespace.strip("/") or "root"

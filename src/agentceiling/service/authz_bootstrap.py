@@ -5,7 +5,6 @@ starts quickly."""
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import os
@@ -64,29 +63,29 @@ Hook = Callable[[], None]
 def build_authz(
     db: Database, cfg: Any
 ) -> tuple[Callable[[grpc.aio.Server, Hook, Callable[[Hook], None]], list[str]], Hook]:
+    import asyncio
+
     from agentceiling.api import authz as api
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
-    from agentceiling.store.audit_log import AuditLog
+    from agentceiling.store.audit_writer import AuditWriter
     from agentceiling.tokens import KeySourceRegistry, TokenValidator
     from agentceiling.tokens.validator import DEFAULT_MAX_LIFETIME
 
-    audit = AuditLog.open(audit_log_path(cfg.data_dir), rotate_bytes=cfg.audit_rotate_bytes)
+    # The log is written by a process of its own (store/audit_writer.py); it holds the lock.
+    audit = AuditWriter.start(audit_log_path(cfg.data_dir), rotate_bytes=cfg.audit_rotate_bytes, timeout=AUDIT_TIMEOUT)
     try:
         directory = Directory(db, poll_interval=_poll_interval())
     except BaseException:
         audit.close()
         raise
     validator = TokenValidator(KeySourceRegistry(), max_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME)
-
+    authorizer = Authorizer(directory, validator)
     unhealthy: list[Callable[[], None]] = []
-    # The endpoint writes its records through LoopAudit (below); this sink serves the synchronous
-    # Authorizer.authorize() only.
-    authorizer = Authorizer(directory, validator, functools.partial(audit.append_canonical, timeout=AUDIT_TIMEOUT))
 
     def rotate() -> None:
         log.info("rotating the audit log %s", audit.path)
-        audit.request_rotation()
+        audit.rotate()
 
     # Decisions that need the database or a JWKS fetch run here, not on the event loop.
     blocking = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
@@ -98,15 +97,17 @@ def build_authz(
             mark()
 
     def register(server: grpc.aio.Server, mark_unhealthy: Hook, on_hangup: Callable[[Hook], None]) -> list[str]:
+        # In the event loop's thread.
         unhealthy.append(mark_unhealthy)
         on_hangup(rotate)
-        services = api.register(server, authorizer, api.LoopAudit(audit, AUDIT_TIMEOUT, on_audit_failure), blocking)
+        audit.bind(asyncio.get_running_loop(), on_audit_failure)
+        services = api.register(server, authorizer, audit, blocking)
         tune_gc()  # last thing before serving
         return services
 
     def close() -> None:
         blocking.shutdown(wait=False, cancel_futures=True)
         directory.close()
-        audit.close()
+        audit.close(AUDIT_TIMEOUT)
 
     return register, close

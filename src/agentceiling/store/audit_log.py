@@ -51,7 +51,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +72,7 @@ __all__ = [
     "ChainResult",
     "VerifyResult",
     "chain_files",
+    "check_canonical",
     "format_record",
     "iter_records",
     "lock_path",
@@ -119,6 +120,23 @@ def _may_hold_jwt(text: str) -> bool:
 def looks_like_jwt(text: str) -> bool:
     """Whether ``text`` holds something that looks like a raw token (which the log never stores)."""
     return _may_hold_jwt(text) and JWT_LIKE.search(text) is not None
+
+
+def check_canonical(decision: str) -> bytes:
+    """The bytes of a record given as canonical JSON (see :meth:`AuditLog.append_canonical`), after
+    the cheap checks; ``ValueError`` (``TypeError`` for a non-string) for what the log refuses."""
+    if not isinstance(decision, str):
+        raise TypeError(f"decision must be a str, not {type(decision).__name__}")
+    if not (decision.startswith("{") and decision.endswith("}") and decision.isascii()):
+        raise ValueError("audit decision is not the canonical JSON of an object")
+    if looks_like_jwt(decision):
+        raise ValueError(
+            "audit decision contains a string that looks like a raw JWT/JWS; "
+            "the audit log never stores tokens (log its SHA-256 instead)"
+        )
+    if len(decision) > MAX_LINE_BYTES - _ENVELOPE_BYTES:
+        raise ValueError(f"audit decision too large ({len(decision)} bytes)")
+    return decision.encode("ascii")
 
 
 def redact_jwts(text: str, replacement: str) -> str:
@@ -519,7 +537,6 @@ class _Pending:
     error: AuditUnavailable | None = None
     done: bool = False
     abandoned: bool = False  # its append() timed out before the writer took it
-    waiter: Any = None  # enqueue_canonical(): the caller's handle, given back through the group hook
 
     def take(self) -> bool:
         """Called by the writer with the queue lock held: False drops the record."""
@@ -547,7 +564,16 @@ class AuditLog:
     #: Bytes of a torn (never acknowledged) last line removed when the log was opened.
     recovered_torn_bytes: int
 
-    def __init__(self, path: Path, *, fsync: bool, max_batch: int, max_delay: float, rotate_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fsync: bool,
+        max_batch: int,
+        max_delay: float,
+        rotate_bytes: int = 0,
+        writer_thread: bool = True,
+    ) -> None:
         """Use :meth:`AuditLog.open`."""
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -572,10 +598,6 @@ class AuditLog:
         self._error: AuditUnavailable | None = None
         self._close_lock = threading.Lock()
         self._closed = False
-        #: Called by the writer thread once per group commit (and on failure) with the resolved
-        #: records that were queued by :meth:`enqueue_canonical`: one wake-up of an event loop per
-        #: group, not one per record.
-        self.group_hook: Callable[[list[_Pending]], None] | None = None
         self._last_batch = 1
         self._batches = 0
         self._records = 0
@@ -606,8 +628,10 @@ class AuditLog:
                     os.unlink(self.lock_path)
             self._release()
             raise
-        self._writer = threading.Thread(target=self._run, name="agentceiling-audit-writer", daemon=True)
-        self._writer.start()
+        self._writer: threading.Thread | None = None
+        if writer_thread:
+            self._writer = threading.Thread(target=self._run, name="agentceiling-audit-writer", daemon=True)
+            self._writer.start()
 
     @classmethod
     def open(
@@ -618,6 +642,7 @@ class AuditLog:
         max_batch: int = 512,
         max_delay: float = 0.002,
         rotate_bytes: int = 0,
+        writer_thread: bool = True,
     ) -> AuditLog:
         """Open (creating if needed) the log at ``path`` for appending.
 
@@ -627,9 +652,17 @@ class AuditLog:
         lingers to let concurrent appenders join a batch (it only lingers when it has recently seen
         concurrency, so a lone appender is never delayed). ``rotate_bytes`` > 0 rotates the active
         file once it reaches that size (see the module docstring); an empty active file next to
-        rotated segments continues their chain.
+        rotated segments continues their chain. With ``writer_thread=False`` the log starts no thread:
+        its owner commits whole groups itself with :meth:`write_group` (and cannot ``append``).
         """
-        return cls(path, fsync=fsync, max_batch=max_batch, max_delay=max_delay, rotate_bytes=rotate_bytes)
+        return cls(
+            path,
+            fsync=fsync,
+            max_batch=max_batch,
+            max_delay=max_delay,
+            rotate_bytes=rotate_bytes,
+            writer_thread=writer_thread,
+        )
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -852,9 +885,11 @@ class AuditLog:
         self._enqueue(self._encode(decision), fut)
         return fut
 
-    def _enqueue(self, payload: bytes, fut: Future[AuditReceipt] | None, waiter: Any = None) -> _Pending:
+    def _enqueue(self, payload: bytes, fut: Future[AuditReceipt] | None) -> _Pending:
+        if self._writer is None:
+            raise RuntimeError("this audit log has no writer thread: use write_group")
         with self._cond:
-            item = _Pending(payload, fut, self._event, waiter=waiter)
+            item = _Pending(payload, fut, self._event)
             if self._error is not None:
                 item.resolve(None, self._unavailable())
             elif self._closing:
@@ -880,27 +915,12 @@ class AuditLog:
         (:mod:`agentceiling.service.audit_record`). Only cheap checks run here; a record that is not
         canonical would be reported by :func:`verify`, so tests verify every log they write.
         """
-        return self._wait(self._enqueue(self._check_canonical(decision), None), timeout)
-
-    def enqueue_canonical(self, decision: str, waiter: Any) -> _Pending:
-        """Queue a record (as :meth:`append_canonical`) without waiting: ``group_hook`` hands the
-        record back, ``waiter`` and all, once it is durable or has failed. The record may be
-        resolved already on return (a failed or closed log): check ``done``."""
-        return self._enqueue(self._check_canonical(decision), None, waiter)
+        return self._wait(self._enqueue(check_canonical(decision), None), timeout)
 
     def abandon(self, item: _Pending) -> None:
         """The caller stopped waiting for ``item``: drop it unless the writer has taken it."""
         with self._cond:
             item.abandoned = True
-
-    def _notify(self, items: list[_Pending]) -> None:
-        hook = self.group_hook
-        waited = [item for item in items if item.waiter is not None]
-        if hook is not None and waited:
-            try:
-                hook(waited)
-            except Exception:  # e.g. the event loop is closed: its waiters are gone
-                log.exception("audit log: group hook failed")
 
     def _wait(self, item: _Pending, timeout: float | None) -> AuditReceipt:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -915,6 +935,32 @@ class AuditLog:
             raise item.error
         assert item.receipt is not None
         return item.receipt
+
+    def write_group(self, payloads: Sequence[bytes]) -> list[AuditReceipt]:
+        """Commit ``payloads`` (what :func:`check_canonical` returned) as one group in the calling
+        thread and return their receipts once they are durable: the writer of a log opened with
+        ``writer_thread=False``. A requested rotation happens first (so ``write_group([])`` performs
+        one that was requested while idle), a size-triggered one after. Raises
+        :class:`AuditUnavailable` when the group cannot be written, and from then on."""
+        if self._writer is not None:
+            raise RuntimeError("this audit log has a writer thread: use append")
+        if self._error is not None:
+            raise self._unavailable()
+        if self._closing:
+            raise AuditUnavailable(f"audit log {self.path} is closed")
+        try:
+            if self._rotate_requested:
+                self._rotate_requested = False
+                self._rotate()
+            if not payloads:
+                return []
+            receipts = self._commit_payloads(payloads)
+            if self._rotate_at and self._size >= self._rotate_at:
+                self._rotate()
+        except BaseException as exc:
+            self._fail(exc, [])
+            raise self._unavailable() from exc
+        return receipts
 
     def request_rotation(self) -> None:
         """Ask the writer to rotate the active file before its next group commit (or now, if idle).
@@ -932,7 +978,8 @@ class AuditLog:
             with self._cond:
                 self._closing = True
                 self._cond.notify_all()
-            self._writer.join()
+            if self._writer is not None:
+                self._writer.join()
             self._release()
             self._closed = True
 
@@ -998,20 +1045,6 @@ class AuditLog:
             raise ValueError(f"audit decision too large ({len(payload)} bytes)")
         return payload
 
-    @staticmethod
-    def _check_canonical(decision: str) -> bytes:
-        if not isinstance(decision, str):
-            raise TypeError(f"decision must be a str, not {type(decision).__name__}")
-        if not (decision.startswith("{") and decision.endswith("}") and decision.isascii()):
-            raise ValueError("audit decision is not the canonical JSON of an object")
-        if looks_like_jwt(decision):
-            raise ValueError(
-                "audit decision contains a string that looks like a raw JWT/JWS; "
-                "the audit log never stores tokens (log its SHA-256 instead)"
-            )
-        if len(decision) > MAX_LINE_BYTES - _ENVELOPE_BYTES:
-            raise ValueError(f"audit decision too large ({len(decision)} bytes)")
-        return decision.encode("ascii")
 
     # -- writer thread -----------------------------------------------------------------------------
 
@@ -1070,13 +1103,18 @@ class AuditLog:
             self._cond.wait(remaining)
 
     def _commit(self, batch: list[_Pending]) -> None:
+        receipts = self._commit_payloads([item.payload for item in batch])
+        for item, receipt in zip(batch, receipts, strict=True):
+            item.resolve(receipt, None)
+
+    def _commit_payloads(self, payloads: Sequence[bytes]) -> list[AuditReceipt]:
         seq, prev = self._seq, self._hash
         parts: list[bytes] = []
         receipts: list[AuditReceipt] = []
         now = _now()  # commit time, shared by the batch
-        for item in batch:
+        for payload in payloads:
             seq += 1
-            line, digest = _record_line(item.payload, seq, prev, now)
+            line, digest = _record_line(payload, seq, prev, now)
             parts += line
             receipts.append(AuditReceipt(seq, digest))
             prev = digest
@@ -1088,12 +1126,10 @@ class AuditLog:
         with self._cond:
             self._seq, self._hash = seq, prev
             self._size += len(data)
-            self._records += len(batch)
+            self._records += len(payloads)
             self._batches += 1
-            self._last_batch = len(batch)
-        for item, receipt in zip(batch, receipts, strict=True):
-            item.resolve(receipt, None)
-        self._notify(batch)
+            self._last_batch = len(payloads)
+        return receipts
 
     def _rotate(self) -> None:
         """Writer thread, between group commits: the active file becomes the segment named after its
@@ -1164,7 +1200,6 @@ class AuditLog:
             if item.take():
                 item.resolve(None, self._unavailable())
             item.event.set()
-        self._notify([*batch, *pending])
 
     def _unavailable(self) -> AuditUnavailable:
         """A fresh exception per waiter (one instance raised in many threads gets a mixed traceback)."""

@@ -1,0 +1,620 @@
+"""The authorization endpoint's audit log, written by a process of its own.
+
+The serving process decides; this process (``python -m agentceiling.store.audit_writer``, started
+by :meth:`AuditWriter.start`) owns the :class:`~agentceiling.store.audit_log.AuditLog`: its lock,
+its hash chain, its group commits and their ``fdatasync``. The server hands each record over a pipe
+and answers the call only once this process reports the record durable, so the guarantee is the
+audit log's own: no answer leaves before its record is on disk. What moves is the work: encoding,
+hashing, writing and syncing no longer take the serving process's GIL, and the serving side pays
+one pipe write per event-loop iteration and one read per group commit (docs/performance.md, sixth
+pass).
+
+The writer process ignores SIGINT and SIGTERM (it runs in a session of its own): it stops when the
+server closes the request pipe, after writing out everything it was sent, so a server that is
+being stopped gracefully can still audit its last calls. SIGHUP rotates the log, like the server's
+own SIGHUP (``agentceiling audit rotate`` signals whichever process holds the log's lock). If the
+server dies, the pipe closes and the writer exits; if the writer dies, every pending and later
+record fails and the endpoint answers UNAVAILABLE (fail closed).
+
+Frames on the two pipes (a private protocol: both ends are this module), integers little-endian:
+
+===========  ============================================  =========================================
+direction    frame                                         meaning
+===========  ============================================  =========================================
+to writer    ``R`` id:u64 length:u32 record                append a canonical record
+to writer    ``X`` id:u64                                  the server stopped waiting: drop it
+                                                           unless the log's writer has taken it
+to writer    end of file                                   write out what is queued, close, exit 0
+to server    ``O`` length:u32 JSON ``{"seq": n}``          the log is open (the first frame)
+to server    ``F`` length:u32 JSON ``{"kind", "message"}``  it could not be opened (then exit 1)
+to server    ``A`` id:u64 seq:u64 hash:64 hex              record ``id`` is durable
+to server    ``E`` id:u64 length:u32 message               record ``id`` failed: log unavailable
+===========  ============================================  =========================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .audit_log import (
+    AuditLog,
+    AuditLogCorrupt,
+    AuditLogError,
+    AuditLogLocked,
+    AuditReceipt,
+    AuditUnavailable,
+    check_canonical,
+    lock_path,
+)
+
+__all__ = ["MODULE", "AuditWriter", "ReplyDecoder", "main"]
+
+log = logging.getLogger("agentceiling.store.audit_writer")
+
+#: What ``agentceiling audit rotate`` looks for in the command line of the lock's holder.
+MODULE = "agentceiling.store.audit_writer"  # not __name__: "__main__" in the writer process
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_ACK = struct.Struct("<QQ64s")
+_RECORD_HEAD = struct.Struct("<cQI")
+_ID_LENGTH = struct.Struct("<QI")
+
+#: Pipe capacity asked for (Linux: up to /proc/sys/fs/pipe-max-size, 1 MiB by default): room for a
+#: few hundred records while the writer is busy, so the event loop rarely meets a full pipe.
+_PIPE_BYTES = 1 << 20
+
+#: A group that starts within _BUSY seconds of the last one's end waits up to _LINGER seconds for
+#: more records (measured in docs/performance.md: ~1.9 records per fdatasync instead of ~1.2 under
+#: the benchmark's load); a lone record never waits.
+_BUSY = 0.001
+_LINGER = 0.001
+
+_OPEN_KINDS: dict[str, type[Exception]] = {
+    "locked": AuditLogLocked,
+    "corrupt": AuditLogCorrupt,
+    "error": AuditLogError,
+}
+
+
+# ----------------------------------------------------------------------------- the writer process
+
+
+def _open_failure(exc: BaseException) -> bytes:
+    if isinstance(exc, OSError):
+        kind, message = "os", json.dumps([exc.errno, exc.strerror or str(exc), exc.filename and str(exc.filename)])
+    else:
+        kind = next((k for k, cls in _OPEN_KINDS.items() if type(exc) is cls), "error")
+        message = str(exc)
+    body = json.dumps({"kind": kind, "message": message}).encode()
+    return b"F" + _U32.pack(len(body)) + body
+
+
+def _name_the_server(path: Path) -> str:
+    """When another server's writer process holds the log: a message naming that server (the
+    writer's parent), which is the process to stop. "" when it cannot be told (no /proc)."""
+    try:
+        pid = int(lock_path(path).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return ""
+    if MODULE.encode() not in cmdline:
+        return ""
+    return f"audit log {path} is in use by the agentceiling server with pid {ppid} (its audit writer has pid {pid})"
+
+
+def _ack(ident: int, receipt: AuditReceipt) -> bytes:
+    return b"A" + _ACK.pack(ident, receipt.seq, receipt.hash.encode("ascii"))
+
+
+def _error(ident: int, message: str) -> bytes:
+    body = message.encode("utf-8", "replace")
+    return b"E" + _ID_LENGTH.pack(ident, len(body)) + body
+
+
+class _RequestDecoder:
+    """Incremental decoder of the server's ``R`` and ``X`` frames."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
+        """The records (id, bytes) and the abandoned ids in ``data`` (plus what was left over)."""
+        buf = self._buf + data if self._buf else data
+        records: list[tuple[int, bytes]] = []
+        abandoned: set[int] = set()
+        i, n = 0, len(buf)
+        while i < n:
+            kind = buf[i]
+            if kind == 0x52:  # "R"
+                if n - i < 1 + _ID_LENGTH.size:
+                    break
+                ident, length = _ID_LENGTH.unpack_from(buf, i + 1)
+                end = i + 1 + _ID_LENGTH.size + length
+                if end > n:
+                    break
+                records.append((ident, buf[i + 1 + _ID_LENGTH.size : end]))
+                i = end
+            elif kind == 0x58:  # "X"
+                if n - i < 1 + _U64.size:
+                    break
+                abandoned.add(_U64.unpack_from(buf, i + 1)[0])
+                i += 1 + _U64.size
+            else:
+                raise ValueError(f"audit writer: unknown request frame {bytes([kind])!r}")
+        self._buf = buf[i:]
+        return records, abandoned
+
+
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        pass  # the server is gone: nobody waits for these answers
+
+
+def _serve(alog: AuditLog, request_fd: int, reply_fd: int, wake_fd: int, hangup: list[bool]) -> None:
+    """Until end of file on the request pipe: everything that arrived while the last group was being
+    written is the next group (one read, one write, one fdatasync, one reply write for all of it).
+    One thread, so no hand-offs: under load that is what a record costs most (docs/performance.md)."""
+    decoder = _RequestDecoder()
+    last_group = 0.0
+    while True:
+        ready, _, _ = select.select([request_fd, wake_fd], [], [])
+        if wake_fd in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_fd, 512)
+        if hangup[0]:
+            hangup[0] = False
+            alog.request_rotation()
+            if request_fd not in ready:
+                with contextlib.suppress(AuditUnavailable):
+                    alog.write_group([])  # rotate now, while idle
+        if request_fd not in ready:
+            continue
+        data = os.read(request_fd, 1 << 20)
+        if not data:
+            return
+        eof = False
+        if time.monotonic() - last_group < _BUSY and select.select([request_fd], [], [], _LINGER)[0]:
+            # Under load, the records of calls still being decided join this group: one fdatasync
+            # (its CPU is most of what a record costs) for more records.
+            more = os.read(request_fd, 1 << 20)
+            data, eof = data + more, not more
+        records, abandoned = decoder.feed(data)
+        # Abandoned records still unwritten are those of this same read: the server gave up on them
+        # while the last group was being written. Earlier ones are written already.
+        out: list[bytes] = []
+        idents: list[int] = []
+        payloads: list[bytes] = []
+        for ident, record in records:
+            if ident in abandoned:
+                continue
+            try:
+                payloads.append(check_canonical(record.decode("ascii")))
+                idents.append(ident)
+            except (ValueError, UnicodeDecodeError) as exc:  # the server checks first
+                out.append(_error(ident, f"audit record refused: {exc}"))
+        if payloads:
+            try:
+                receipts = alog.write_group(payloads)
+            except AuditUnavailable as exc:
+                out += (_error(ident, str(exc)) for ident in idents)
+            else:
+                out += (_ack(ident, receipt) for ident, receipt in zip(idents, receipts, strict=True))
+        if out:
+            _send(reply_fd, b"".join(out))
+        if eof:
+            return
+        last_group = time.monotonic()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The writer process: ``python -m agentceiling.store.audit_writer --fds R,W [...] PATH``."""
+    ap = argparse.ArgumentParser(prog=f"python -m {MODULE}")
+    ap.add_argument("--fds", required=True, help="request pipe (read end), reply pipe (write end)")
+    ap.add_argument("--rotate-bytes", type=int, default=0)
+    ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("path", type=Path)
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The server stops this process by closing the request pipe, after its last calls.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    request_fd, reply_fd = (int(fd) for fd in args.fds.split(","))
+    try:
+        alog = AuditLog.open(args.path, rotate_bytes=args.rotate_bytes, writer_thread=False)
+    except AuditLogLocked as exc:
+        os.write(reply_fd, _open_failure(AuditLogLocked(_name_the_server(args.path) or str(exc))))
+        return 1
+    except Exception as exc:
+        os.write(reply_fd, _open_failure(exc))
+        return 1
+
+    hangup = [False]
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)  # a signal wakes the select below
+
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        hangup[0] = True  # rotated by the loop: the handler may run in the middle of a group
+
+    signal.signal(signal.SIGHUP, on_hangup)
+    opened = json.dumps({"seq": alog.last_seq}).encode()
+    os.write(reply_fd, b"O" + _U32.pack(len(opened)) + opened)
+    try:
+        _serve(alog, request_fd, reply_fd, wake_r, hangup)
+    finally:
+        alog.close()
+        for fd in (request_fd, reply_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return 0
+
+
+# ----------------------------------------------------------------------------- the serving side
+
+
+class ReplyDecoder:
+    """Incremental decoder of the writer's ``A`` and ``E`` frames."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, AuditReceipt | None, str | None]]:
+        buf = self._buf + data if self._buf else data
+        out: list[tuple[int, AuditReceipt | None, str | None]] = []
+        i, n = 0, len(buf)
+        while i < n:
+            kind = buf[i]
+            if kind == 0x41:  # "A"
+                if n - i < 1 + _ACK.size:
+                    break
+                ident, seq, digest = _ACK.unpack_from(buf, i + 1)
+                out.append((ident, AuditReceipt(seq, digest.decode("ascii")), None))
+                i += 1 + _ACK.size
+            elif kind == 0x45:  # "E"
+                if n - i < 1 + _ID_LENGTH.size:
+                    break
+                ident, length = _ID_LENGTH.unpack_from(buf, i + 1)
+                end = i + 1 + _ID_LENGTH.size + length
+                if end > n:
+                    break
+                out.append((ident, None, buf[i + 1 + _ID_LENGTH.size : end].decode("utf-8", "replace")))
+                i = end
+            else:
+                raise ValueError(f"audit writer: unknown reply frame {bytes([kind])!r}")
+        self._buf = buf[i:]
+        return out
+
+
+def _handshake(proc: subprocess.Popen[bytes], fd: int, timeout: float, path: Path) -> int:
+    """Wait for the writer's first frame; return the log's last seq, or raise why it did not open."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while True:
+        if len(buf) >= 5:
+            (length,) = _U32.unpack_from(buf, 1)
+            if len(buf) >= 5 + length:
+                body = json.loads(buf[5 : 5 + length])
+                if buf[:1] == b"O":
+                    return int(body["seq"])
+                if body["kind"] == "os":
+                    code, message, filename = json.loads(body["message"])
+                    raise OSError(code, message, filename) if filename else OSError(code, message)
+                raise _OPEN_KINDS.get(body["kind"], AuditLogError)(body["message"])
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            proc.kill()
+            raise AuditLogError(f"the audit writer process did not open {path} within {timeout:.0f} s")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                status = proc.wait()
+                raise AuditLogError(f"the audit writer process exited (status {status}) before opening {path}")
+            buf += chunk
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of the writer process: this one, with this package importable."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([root, *(p for p in paths if p != root)])
+    return env
+
+
+class AuditWriter:
+    """The server's handle on the writer process: records are written from one asyncio event loop
+    (:meth:`bind`, then :meth:`write`); :meth:`rotate` and :meth:`close` may be called from any
+    thread."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], request_fd: int, reply_fd: int, path: Path, timeout: float):
+        self.path = path
+        self.timeout = timeout
+        self._proc = proc
+        self._request_fd = request_fd
+        self._reply_fd = reply_fd
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_failure: Callable[[], None] = lambda: None
+        self._pending: dict[int, tuple[asyncio.Future[AuditReceipt], float]] = {}
+        self._next_id = 1
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._waiting_writable = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._decoder = ReplyDecoder()
+        self._failure: str | None = None
+        self._closing = False
+        self._close_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @classmethod
+    def start(
+        cls, path: Path, *, rotate_bytes: int = 0, timeout: float = 30.0, open_timeout: float = 60.0
+    ) -> AuditWriter:
+        """Start the writer process and wait until it has opened the log at ``path``. Raises what
+        :meth:`AuditLog.open` would (``AuditLogLocked``, ``AuditLogCorrupt``, ``AuditLogError``,
+        ``OSError``). ``timeout`` bounds each record's wait for durability."""
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        level = logging.getLevelName(logging.getLogger("agentceiling").getEffectiveLevel())
+        cmd = [sys.executable, "-m", MODULE, "--fds", f"{request_r},{reply_w}"]
+        cmd += ["--rotate-bytes", str(rotate_bytes), "--log-level", str(level), str(path)]
+        try:
+            proc = subprocess.Popen(
+                cmd, pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True
+            )
+        except BaseException:
+            for fd in (request_r, request_w, reply_r, reply_w):
+                os.close(fd)
+            raise
+        os.close(request_r)
+        os.close(reply_w)
+        try:
+            seq = _handshake(proc, reply_r, open_timeout, path)
+        except BaseException:
+            os.close(request_w)
+            os.close(reply_r)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            raise
+        setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only; elsewhere the default size
+        if setpipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(request_w, setpipe, _PIPE_BYTES)
+        os.set_blocking(request_w, False)
+        os.set_blocking(reply_r, False)
+        log.info("audit writer process %d: %s (last record %d)", proc.pid, path, seq)
+        return cls(proc, request_w, reply_r, path, timeout)
+
+    # -- on the event loop ----------------------------------------------------------------------------
+
+    def bind(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
+        """Write from ``loop`` (call in its thread); ``on_failure`` runs there whenever a record
+        could not be made durable (the log failed, the writer died, or ``timeout`` passed)."""
+        self._loop = loop
+        self._on_failure = on_failure
+        loop.add_reader(self._reply_fd, self._on_readable)
+
+    async def write(self, record: str) -> AuditReceipt:
+        """Return once ``record`` (canonical JSON, see :meth:`AuditLog.append_canonical`) is durable.
+        Raises ``ValueError`` for a record the log would refuse, :class:`AuditUnavailable` when it
+        cannot be made durable."""
+        payload = check_canonical(record)
+        loop = self._loop
+        assert loop is not None, "AuditWriter.write before bind"
+        if self._failure is not None:
+            raise AuditUnavailable(self._failure)
+        ident = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[AuditReceipt] = loop.create_future()
+        deadline = loop.time() + self.timeout
+        self._pending[ident] = (future, deadline)
+        self._out.append(_RECORD_HEAD.pack(b"R", ident, len(payload)) + payload)
+        if not self._flush_scheduled and not self._waiting_writable:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)  # once per loop iteration, however many records it wrote
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._expire)
+        return await future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out or self._failure is not None:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        try:
+            sent = os.write(self._request_fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._fail(f"the audit writer process is gone ({exc.strerror or exc})")
+            return
+        if sent < len(data):  # the pipe is full: the writer is behind; send the rest when it drains
+            self._out.append(data[sent:])
+            if not self._waiting_writable:
+                self._waiting_writable = True
+                assert self._loop is not None
+                self._loop.add_writer(self._request_fd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(self._request_fd)
+        self._waiting_writable = False
+        self._flush()
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._reply_fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if not self._closing:
+                self._fail(f"the audit writer process exited (status {self._proc.poll()})")
+            else:
+                self._detach()
+            return
+        failed = False
+        for ident, receipt, error in self._decoder.feed(data):
+            entry = self._pending.pop(ident, None)
+            if entry is None or entry[0].done():
+                continue  # timed out, or its call was cancelled
+            if error is not None:
+                entry[0].set_exception(AuditUnavailable(error))
+                failed = True
+            else:
+                entry[0].set_result(receipt)  # type: ignore[arg-type]
+        if failed:
+            self._on_failure()
+
+    def _expire(self) -> None:
+        """Fail the records that waited ``timeout``; the writer drops them unless already taken."""
+        assert self._loop is not None
+        self._watchdog = None
+        now = self._loop.time()
+        expired = []
+        for ident, (future, deadline) in self._pending.items():
+            if deadline > now:
+                self._watchdog = self._loop.call_at(deadline, self._expire)
+                break
+            expired.append((ident, future))
+        for ident, future in expired:
+            del self._pending[ident]
+            self._out.append(b"X" + _U64.pack(ident))
+            if not future.done():
+                future.set_exception(
+                    AuditUnavailable(f"audit log {self.path}: timed out after {self.timeout:g}s")
+                )
+        if expired:
+            self._flush()
+            self._on_failure()
+
+    def _fail(self, reason: str) -> None:
+        if self._failure is None:
+            self._failure = reason
+            log.error("audit log %s: %s; every further decision will be answered UNAVAILABLE", self.path, reason)
+        self._detach()
+        pending, self._pending = self._pending, {}
+        for future, _ in pending.values():
+            if not future.done():
+                future.set_exception(AuditUnavailable(reason))
+        self._on_failure()
+
+    def _detach(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        loop.remove_reader(self._reply_fd)
+        if self._waiting_writable:
+            loop.remove_writer(self._request_fd)
+            self._waiting_writable = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    # -- any thread ---------------------------------------------------------------------------------
+
+    def rotate(self) -> None:
+        """Rotate the log (SIGHUP to the writer process)."""
+        if self._proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGHUP)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what the event loop still holds, let the writer write out everything it was sent,
+        and wait (at most ``timeout``) for it to exit. Idempotent."""
+        with self._close_lock:
+            if self._closing:
+                return
+            self._closing = True
+        unsent = self._stop_loop_side()
+        if unsent:
+            os.set_blocking(self._request_fd, True)
+            with contextlib.suppress(OSError):
+                os.write(self._request_fd, unsent)
+        os.close(self._request_fd)
+        try:
+            status = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.error("audit writer process %d did not finish within %.0f s; killing it", self._proc.pid, timeout)
+            self._proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a disk that hangs keeps it in D state
+                status = self._proc.wait(5)
+        else:
+            if status:
+                log.error("audit writer process %d exited with status %d", self._proc.pid, status)
+        with contextlib.suppress(OSError):
+            os.close(self._reply_fd)
+
+    def _stop_loop_side(self) -> bytes:
+        """On the loop's thread (if it still runs): stop watching the pipes; return unsent bytes."""
+        loop = self._loop
+
+        def take() -> bytes:
+            self._detach()
+            data, self._out = b"".join(self._out), []
+            return data
+
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if loop is None or loop.is_closed() or not loop.is_running() or loop is current:
+            return take()
+        done = threading.Event()
+        box: list[bytes] = []
+
+        def run() -> None:
+            box.append(take())
+            done.set()
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:  # closed meanwhile
+            return take()
+        if not done.wait(10):
+            log.error("the event loop did not answer; closing the audit writer anyway")
+            return b""
+        return box[0]
+
+
+if __name__ == "__main__":  # pragma: no cover - the writer process
+    try:
+        sys.exit(main())
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            sys.exit(0)  # the server is gone
+        raise

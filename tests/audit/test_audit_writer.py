@@ -1,0 +1,229 @@
+"""The audit writer process (store/audit_writer.py): a real child process, real pipes, real files,
+driven from a real asyncio event loop, and the single-threaded ``AuditLog.write_group`` it uses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentceiling.store.audit_log import (
+    AuditLog,
+    AuditLogCorrupt,
+    AuditLogLocked,
+    AuditReceipt,
+    AuditUnavailable,
+    iter_records,
+    segment_paths,
+    verify,
+    verify_chain,
+)
+from agentceiling.store.audit_writer import AuditWriter
+
+
+def record(i: int, pad: int = 0) -> str:
+    return json.dumps({"decision_id": f"d-{i:06d}", "pad": "x" * pad}, sort_keys=True, separators=(",", ":"))
+
+
+def ids(path: Path) -> list[str]:
+    return [r["decision"].get("decision_id", r["decision"].get("event")) for r in iter_records(path)]
+
+
+class Loop:
+    """An event loop in the test's thread, bound to a writer like the server's."""
+
+    def __init__(self, writer: AuditWriter) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.writer = writer
+        self.failures = 0
+        writer.bind(self.loop, self._failed)
+
+    def _failed(self) -> None:
+        self.failures += 1
+
+    def write_all(self, records: list[str]) -> list[AuditReceipt | BaseException]:
+        async def run() -> list[Any]:
+            return await asyncio.gather(*(self.writer.write(r) for r in records), return_exceptions=True)
+
+        return self.loop.run_until_complete(run())
+
+    def close(self) -> None:
+        self.writer.close(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "audit" / "audit.log"
+
+
+@pytest.fixture
+def started(log_path: Path) -> Iterator[Loop]:
+    loop = Loop(AuditWriter.start(log_path, timeout=5))
+    try:
+        yield loop
+    finally:
+        with contextlib.suppress(Exception):
+            os.kill(loop.writer.pid, signal.SIGCONT)
+        loop.close()
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_records_written_concurrently_are_durable_in_order_with_their_receipts(started: Loop, log_path: Path) -> None:
+    receipts = started.write_all([record(i, pad=900) for i in range(3000)])
+    assert all(isinstance(r, AuditReceipt) for r in receipts)
+    assert [r.seq for r in receipts] == list(range(1, 3001))  # type: ignore[union-attr]
+    started.close()
+    result = verify(log_path)
+    assert result.ok and result.records == 3000
+    written = list(iter_records(log_path))
+    assert [r["hash"] for r in written] == [r.hash for r in receipts]  # type: ignore[union-attr]
+    assert ids(log_path) == [f"d-{i:06d}" for i in range(3000)]
+
+
+def test_a_record_the_log_would_refuse_is_refused_at_once_and_the_writer_goes_on(started: Loop) -> None:
+    token_like = '{"t":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}'
+    bad = started.write_all(["not json", token_like, record(1)])
+    assert isinstance(bad[0], ValueError) and isinstance(bad[1], ValueError)
+    assert isinstance(bad[2], AuditReceipt) and started.failures == 0
+
+
+def test_a_stuck_writer_times_out_and_the_abandoned_record_is_never_written(
+    log_path: Path,
+) -> None:
+    loop = Loop(AuditWriter.start(log_path, timeout=0.5))
+    try:
+        assert isinstance(loop.write_all([record(0)])[0], AuditReceipt)
+        os.kill(loop.writer.pid, signal.SIGSTOP)  # a disk that hangs, as far as the server can tell
+        t = time.monotonic()
+        stuck = loop.write_all([record(1), record(2)])
+        assert all(isinstance(r, AuditUnavailable) and "timed out" in str(r) for r in stuck), stuck
+        assert 0.4 < time.monotonic() - t < 3 and loop.failures == 1
+        os.kill(loop.writer.pid, signal.SIGCONT)
+        assert isinstance(loop.write_all([record(3)])[0], AuditReceipt)
+    finally:
+        os.kill(loop.writer.pid, signal.SIGCONT)
+        loop.close()
+    # Abandoned before the writer read them: dropped, so no record says "allowed" for a call
+    # that was answered UNAVAILABLE.
+    assert ids(log_path) == ["d-000000", "d-000003"]
+
+
+def test_a_full_pipe_never_blocks_the_event_loop(started: Loop, log_path: Path) -> None:
+    os.kill(started.writer.pid, signal.SIGSTOP)
+
+    async def run() -> tuple[float, list[Any]]:
+        tasks = [asyncio.ensure_future(started.writer.write(record(i, pad=3000))) for i in range(1500)]
+        t = time.monotonic()
+        await asyncio.sleep(0.2)  # ~4.5 MB: far more than the pipe holds
+        ticked = time.monotonic() - t
+        os.kill(started.writer.pid, signal.SIGCONT)
+        return ticked, await asyncio.gather(*tasks, return_exceptions=True)
+
+    ticked, receipts = started.loop.run_until_complete(run())
+    assert ticked < 1.0  # the loop kept running while the writer was stopped
+    failed = [r for r in receipts if not isinstance(r, AuditReceipt)]
+    assert not failed, failed[:1]
+    started.close()
+    assert verify(log_path).records == 1500
+
+
+def test_a_writer_that_dies_fails_every_pending_and_later_record(started: Loop) -> None:
+    assert isinstance(started.write_all([record(0)])[0], AuditReceipt)
+    os.kill(started.writer.pid, signal.SIGKILL)
+    assert wait_gone(started.writer.pid)
+    first = started.write_all([record(1)])[0]
+    assert isinstance(first, AuditUnavailable), first
+    assert "exited" in str(first) or "gone" in str(first), first
+    later = started.write_all([record(2)])[0]
+    assert isinstance(later, AuditUnavailable)
+    assert started.failures >= 1
+
+
+def test_sigterm_and_sigint_do_not_stop_the_writer_closing_the_pipe_does(started: Loop, log_path: Path) -> None:
+    pid = started.writer.pid
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    time.sleep(0.2)
+    assert isinstance(started.write_all([record(1)])[0], AuditReceipt)
+    started.close()
+    assert wait_gone(pid, 5)
+    # The lock is released: the log opens again and holds the record.
+    with AuditLog.open(log_path) as again:
+        assert again.last_seq == 1
+
+
+def test_sighup_rotates_even_when_idle(started: Loop, log_path: Path) -> None:
+    started.write_all([record(i) for i in range(3)])
+    started.writer.rotate()
+    deadline = time.monotonic() + 5
+    while not segment_paths(log_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(segment_paths(log_path)) == 1
+    started.write_all([record(3)])
+    started.close()
+    chain = verify_chain(log_path)
+    assert chain.ok, chain.problem
+
+
+def test_open_failures_come_back_as_the_logs_own_errors(log_path: Path, tmp_path: Path) -> None:
+    with AuditLog.open(log_path), pytest.raises(AuditLogLocked, match=r"in use by"):
+        AuditWriter.start(log_path)
+    log_path.write_text('{"not": "a record"}\n')
+    with pytest.raises(AuditLogCorrupt):
+        AuditWriter.start(log_path)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(OSError) as err:
+        AuditWriter.start(blocked / "audit.log")  # its directory is a file
+    assert str(blocked) in str(err.value)
+
+
+def test_the_writer_exits_when_the_server_is_gone(log_path: Path) -> None:
+    # The server's end of the pipes closes (as when the server is killed): the writer writes what
+    # it has, releases the lock and exits rather than lingering as an orphan.
+    writer = AuditWriter.start(log_path)
+    os.close(writer._request_fd)
+    assert wait_gone(writer.pid)
+    with AuditLog.open(log_path) as again:
+        assert again.last_seq == 0
+    os.close(writer._reply_fd)
+
+
+def test_write_group_without_a_writer_thread(log_path: Path, tmp_path: Path) -> None:
+    with AuditLog.open(log_path, writer_thread=False, rotate_bytes=300) as alog:
+        with pytest.raises(RuntimeError, match="write_group"):
+            alog.append({"decision_id": "x"})
+        r = alog.write_group([record(i).encode() for i in range(3)])
+        assert [x.seq for x in r] == [1, 2, 3]
+        assert segment_paths(log_path)  # the group passed rotate_bytes: rotated after it
+        alog.request_rotation()
+        assert alog.write_group([]) == []  # nothing to rotate: the new file holds only its marker
+    assert verify_chain(log_path).ok
+    full = tmp_path / "full" / "audit.log"
+    full.parent.mkdir(mode=0o700)
+    full.symlink_to("/dev/full")
+    with AuditLog.open(full, writer_thread=False) as alog:
+        for _ in range(2):
+            with pytest.raises(AuditUnavailable):
+                alog.write_group([record(0).encode()])
