@@ -227,3 +227,24 @@ def test_write_group_without_a_writer_thread(log_path: Path, tmp_path: Path) -> 
         for _ in range(2):
             with pytest.raises(AuditUnavailable):
                 alog.write_group([record(0).encode()])
+
+
+def test_close_with_a_stuck_writer_and_a_full_pipe_returns_within_its_timeout(log_path: Path) -> None:
+    loop = Loop(AuditWriter.start(log_path, timeout=30))
+    pid = loop.writer.pid
+    os.kill(pid, signal.SIGSTOP)
+
+    async def fill() -> None:
+        for i in range(1500):  # ~4.5 MB: the pipe fills, the rest waits in the loop's buffer
+            asyncio.ensure_future(loop.writer.write(record(i, pad=3000)))
+        await asyncio.sleep(0.2)
+
+    loop.loop.run_until_complete(fill())
+    t = time.monotonic()
+    loop.writer.close(2)
+    assert time.monotonic() - t < 6
+    assert wait_gone(pid, 5)
+    for task in asyncio.all_tasks(loop.loop):
+        task.cancel()
+    loop.loop.run_until_complete(asyncio.sleep(0))
+    loop.loop.close()

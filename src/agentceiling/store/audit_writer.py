@@ -350,6 +350,23 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _write_until(fd: int, data: bytes, deadline: float) -> None:
+    """Write ``data`` to the non-blocking ``fd``, giving up at ``deadline`` (a writer stuck on its
+    disk must not hang the server's stop)."""
+    view = memoryview(data)
+    while view:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            log.error("audit writer: %d bytes of records not sent before the stop's deadline", len(view))
+            return
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [], remaining)
+        except OSError:
+            return  # the writer is gone; its exit status is reported below
+
+
 class AuditWriter:
     """The server's handle on the writer process: records are written from one asyncio event loop
     (:meth:`bind`, then :meth:`write`); :meth:`rotate` and :meth:`close` may be called from any
@@ -435,6 +452,8 @@ class AuditWriter:
         assert loop is not None, "AuditWriter.write before bind"
         if self._failure is not None:
             raise AuditUnavailable(self._failure)
+        if self._closing:
+            raise AuditUnavailable(f"audit log {self.path} is closed")
         ident = self._next_id
         self._next_id += 1
         future: asyncio.Future[AuditReceipt] = loop.create_future()
@@ -487,8 +506,13 @@ class AuditWriter:
             else:
                 self._detach()
             return
+        try:
+            replies = self._decoder.feed(data)
+        except ValueError as exc:  # not our writer's frames: nothing it says can be trusted
+            self._fail(f"the audit writer process answered garbage ({exc})")
+            return
         failed = False
-        for ident, receipt, error in self._decoder.feed(data):
+        for ident, receipt, error in replies:
             entry = self._pending.pop(ident, None)
             if entry is None or entry[0].done():
                 continue  # timed out, or its call was cancelled
@@ -560,14 +584,13 @@ class AuditWriter:
             if self._closing:
                 return
             self._closing = True
+        deadline = time.monotonic() + timeout
         unsent = self._stop_loop_side()
         if unsent:
-            os.set_blocking(self._request_fd, True)
-            with contextlib.suppress(OSError):
-                os.write(self._request_fd, unsent)
+            _write_until(self._request_fd, unsent, deadline)
         os.close(self._request_fd)
         try:
-            status = self._proc.wait(timeout)
+            status = self._proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             log.error("audit writer process %d did not finish within %.0f s; killing it", self._proc.pid, timeout)
             self._proc.kill()
