@@ -234,9 +234,11 @@ def test_close_with_a_stuck_writer_and_a_full_pipe_returns_within_its_timeout(lo
     pid = loop.writer.pid
     os.kill(pid, signal.SIGSTOP)
 
+    tasks: list[asyncio.Future[AuditReceipt]] = []
+
     async def fill() -> None:
         for i in range(1500):  # ~4.5 MB: the pipe fills, the rest waits in the loop's buffer
-            asyncio.ensure_future(loop.writer.write(record(i, pad=3000)))
+            tasks.append(asyncio.ensure_future(loop.writer.write(record(i, pad=3000))))
         await asyncio.sleep(0.2)
 
     loop.loop.run_until_complete(fill())
@@ -244,7 +246,93 @@ def test_close_with_a_stuck_writer_and_a_full_pipe_returns_within_its_timeout(lo
     loop.writer.close(2)
     assert time.monotonic() - t < 6
     assert wait_gone(pid, 5)
-    for task in asyncio.all_tasks(loop.loop):
+    for task in tasks:
         task.cancel()
     loop.loop.run_until_complete(asyncio.sleep(0))
     loop.loop.close()
+
+
+def test_close_with_thousands_of_unanswered_records_lets_the_writer_finish(log_path: Path) -> None:
+    # Calls that gave up (cancelled at the end of a stop's grace period) leave records whose
+    # answers nobody reads: the writer must still see the end of its input and exit by itself.
+    loop = Loop(AuditWriter.start(log_path, timeout=30))
+    pid = loop.writer.pid
+    tasks: list[asyncio.Future[AuditReceipt]] = []
+
+    async def send() -> None:
+        for i in range(3000):
+            tasks.append(asyncio.ensure_future(loop.writer.write(record(i))))
+        await asyncio.sleep(0)  # one iteration: they are sent, their answers are not read
+
+    loop.loop.run_until_complete(send())
+    t = time.monotonic()
+    loop.writer.close(20)
+    assert time.monotonic() - t < 10
+    assert wait_gone(pid, 1)
+    assert loop.writer._proc.returncode == 0  # not killed
+    for task in tasks:
+        task.cancel()
+    loop.loop.run_until_complete(asyncio.sleep(0))
+    loop.loop.close()
+    assert verify(log_path).records == 3000
+
+
+def test_sighup_while_the_writer_starts_does_not_kill_it(log_path: Path) -> None:
+    # `audit rotate` signals whichever pid the lock file names, from the moment the log is opened.
+    import threading
+
+    for _ in range(10):
+        done = threading.Event()
+
+        def hammer(done: threading.Event = done) -> None:
+            while not done.is_set():
+                with contextlib.suppress(OSError, ValueError):
+                    pid = int(log_path.with_name("audit.log.lock").read_text().strip())
+                    if b"agentceiling.store.audit_writer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        os.kill(pid, signal.SIGHUP)
+
+        t = threading.Thread(target=hammer)
+        t.start()
+        try:
+            writer = AuditWriter.start(log_path)
+        finally:
+            done.set()
+            t.join()
+        writer.close(10)
+        assert writer._proc.returncode == 0
+
+
+def test_nothing_in_the_working_directory_shadows_the_writers_imports(
+    log_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "cwd"
+    work.mkdir()
+    (work / "argparse.py").write_text("raise SystemExit('shadowed')\n")
+    monkeypatch.chdir(work)
+    writer = AuditWriter.start(Path(os.path.relpath(log_path, work)))
+    assert writer.path.name == "audit.log"
+    writer.close(10)
+    assert writer._proc.returncode == 0
+
+
+def test_a_writer_left_by_a_killed_server_is_named_as_such(log_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time; from pathlib import Path; "
+        "from agentceiling.store.audit_writer import AuditWriter; "
+        f"w = AuditWriter.start(Path({str(log_path)!r})); print(w.pid, flush=True); time.sleep(60)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", script, "serve"], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    writer_pid = int(server.stdout.readline())
+    os.kill(writer_pid, signal.SIGSTOP)  # its disk hangs
+    server.kill()
+    server.wait()
+    try:
+        left = f"audit writer \\(pid {writer_pid}\\) of an agentceiling server that has exited"
+        with pytest.raises(AuditLogLocked, match=left):
+            AuditWriter.start(log_path)
+    finally:
+        os.kill(writer_pid, signal.SIGKILL)

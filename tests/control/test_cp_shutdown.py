@@ -4,6 +4,7 @@ database's write lock from outside (SQLite ``BEGIN IMMEDIATE``, PostgreSQL ``LOC
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -217,3 +218,58 @@ def test_a_stop_racing_the_switch_to_serving_never_breaks_either(tmp_path: Path)
             stopper.start()
         stopper.join(30)
         assert not stopper.is_alive() and not errors, errors
+
+
+def test_an_audit_writer_that_dies_before_serving_leaves_health_not_serving(tmp_path: Path) -> None:
+    """The endpoint's audit writer dies between the server's start and its switch to SERVING: the
+    switch must not report SERVING over it (every decision would be UNAVAILABLE)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from agentceiling.api.server import Server, ServerConfig
+    from agentceiling.dev_ports import free_port
+    from agentceiling.service.authz_bootstrap import build_authz
+    from agentceiling.store.audit_writer import MODULE
+
+    cfg = ServerConfig(
+        data_dir=tmp_path / "data", listen=f"127.0.0.1:{free_port()}", authz_listen=f"127.0.0.1:{free_port()}"
+    )
+    server = Server(cfg, build_authz)
+    server.start()
+    try:
+        writers = [pid for pid in _children(os.getpid()) if MODULE.encode() in _cmdline(pid)]
+        assert len(writers) == 1
+        os.kill(writers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while MODULE.encode() in _cmdline(writers[0]) and time.monotonic() < deadline:
+            time.sleep(0.02)  # dead (a zombie's cmdline is empty): its pipe is closed
+        time.sleep(0.5)  # the event loop sees the pipe close
+        server._serving()
+
+        def health(address: str) -> int:
+            with grpc.insecure_channel(address) as ch:
+                return int(health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+
+        assert health(f"127.0.0.1:{server.ports['authz']}") == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health(f"127.0.0.1:{server.ports['control']}") == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop()
+
+
+def _children(parent: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    kids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return kids
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []

@@ -233,6 +233,10 @@ class Server:
         self._loop: _EventLoop | None = None
         self._lifecycle = threading.Lock()  # serializes marking SERVING and stopping
         self._closers: list[Callable[[], None]] = []
+        #: Set when the authorization endpoint can no longer decide (its audit log failed): health
+        #: says NOT_SERVING there from then on.
+        self._unhealthy = threading.Event()
+        self._authz_health: AioHealthServicer | None = None
         self.ports: dict[str, int] = {}
         self._stopped = threading.Event()
         self._done = threading.Event()
@@ -340,6 +344,7 @@ class Server:
                 holder: list[tuple[AioHealthServicer, list[str]]] = []
 
                 def mark_unhealthy() -> None:  # from a worker thread: never waits for the loop
+                    self._unhealthy.set()  # lasting: start-up's SERVING must not undo it
                     for servicer, names in holder:
                         for name in names:
                             loop.soon(functools.partial(servicer.set, name, health_pb2.HealthCheckResponse.NOT_SERVING))
@@ -349,6 +354,7 @@ class Server:
                 self.ports["authz"] = loop.call(lambda: _bind(authz_server, cfg.authz_listen, creds, "--authz-listen"))
                 hs = loop.run(_add_health_and_reflection(authz_server, services))
                 holder.append((hs, ["", *services]))
+                self._authz_health = hs
                 listening = f"authorization endpoint listening on {_bound(cfg.authz_listen, self.ports['authz'])}"
                 pending.append((server, hs, ["", *services], listening))
         except BaseException:
@@ -376,8 +382,11 @@ class Server:
             if self._stopped.is_set() or self._loop is None:
                 return
             for _, hs, names in self._servers:
+                status = health_pb2.HealthCheckResponse.SERVING
+                if hs is self._authz_health and self._unhealthy.is_set():
+                    status = health_pb2.HealthCheckResponse.NOT_SERVING  # e.g. the audit writer died
                 for name in names:
-                    self._loop.run(hs.set(name, health_pb2.HealthCheckResponse.SERVING))
+                    self._loop.run(hs.set(name, status))
 
     def stop(self) -> None:
         """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""

@@ -118,6 +118,15 @@ def _name_the_server(path: Path) -> str:
         return ""
     if MODULE.encode() not in cmdline:
         return ""
+    try:
+        parent = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        parent = []
+    if b"serve" not in parent:  # its server is gone; it finishes its last group and exits
+        return (
+            f"audit log {path} is still held by the audit writer (pid {pid}) of an agentceiling server "
+            "that has exited; it exits once its last records are written (a disk that hangs delays it)"
+        )
     return f"audit log {path} is in use by the agentceiling server with pid {ppid} (its audit writer has pid {pid})"
 
 
@@ -179,8 +188,13 @@ def _serve(alog: AuditLog, request_fd: int, reply_fd: int, wake_fd: int, hangup:
     One thread, so no hand-offs: under load that is what a record costs most (docs/performance.md)."""
     decoder = _RequestDecoder()
     last_group = 0.0
+    poller = select.poll()  # not select(): the descriptors keep the server's numbers, maybe > 1024
+    poller.register(request_fd, select.POLLIN)
+    poller.register(wake_fd, select.POLLIN)
+    lingering = select.poll()
+    lingering.register(request_fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([request_fd, wake_fd], [], [])
+        ready = [fd for fd, _ in poller.poll()]
         if wake_fd in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_fd, 512)
@@ -196,7 +210,7 @@ def _serve(alog: AuditLog, request_fd: int, reply_fd: int, wake_fd: int, hangup:
         if not data:
             return
         eof = False
-        if time.monotonic() - last_group < _BUSY and select.select([request_fd], [], [], _LINGER)[0]:
+        if time.monotonic() - last_group < _BUSY and lingering.poll(_LINGER * 1000):
             # Under load, the records of calls still being decided join this group: one fdatasync
             # (its CPU is most of what a record costs) for more records.
             more = os.read(request_fd, 1 << 20)
@@ -245,6 +259,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The server stops this process by closing the request pipe, after its last calls.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # SIGHUP rotates; its handler goes in before the log is opened, which names this process in
+    # the lock file (`audit rotate` may signal it from then on).
+    hangup = [False]
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)  # a signal wakes the poll in _serve
+
+    def on_hangup(_signum: int, _frame: Any) -> None:
+        hangup[0] = True  # rotated by the loop: the handler may run in the middle of a group
+
+    signal.signal(signal.SIGHUP, on_hangup)
     request_fd, reply_fd = (int(fd) for fd in args.fds.split(","))
     try:
         alog = AuditLog.open(args.path, rotate_bytes=args.rotate_bytes, writer_thread=False)
@@ -255,16 +281,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.write(reply_fd, _open_failure(exc))
         return 1
 
-    hangup = [False]
-    wake_r, wake_w = os.pipe()
-    for fd in (wake_r, wake_w):
-        os.set_blocking(fd, False)
-    signal.set_wakeup_fd(wake_w)  # a signal wakes the select below
-
-    def on_hangup(_signum: int, _frame: Any) -> None:
-        hangup[0] = True  # rotated by the loop: the handler may run in the middle of a group
-
-    signal.signal(signal.SIGHUP, on_hangup)
     opened = json.dumps({"seq": alog.last_seq}).encode()
     os.write(reply_fd, b"O" + _U32.pack(len(opened)) + opened)
     try:
@@ -332,12 +348,10 @@ def _handshake(proc: subprocess.Popen[bytes], fd: int, timeout: float, path: Pat
         if remaining <= 0:
             proc.kill()
             raise AuditLogError(f"the audit writer process did not open {path} within {timeout:.0f} s")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if ready:
+        if _readable(fd, remaining):
             chunk = os.read(fd, 65536)
             if not chunk:
-                status = proc.wait()
-                raise AuditLogError(f"the audit writer process exited (status {status}) before opening {path}")
+                raise AuditLogError(f"the audit writer process {_exit_status(proc.wait())} before opening {path}")
             buf += chunk
 
 
@@ -350,21 +364,61 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _write_until(fd: int, data: bytes, deadline: float) -> None:
-    """Write ``data`` to the non-blocking ``fd``, giving up at ``deadline`` (a writer stuck on its
-    disk must not hang the server's stop)."""
-    view = memoryview(data)
-    while view:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+def _readable(fd: int, timeout: float) -> bool:
+    poller = select.poll()  # not select(): the server may have more than 1024 descriptors open
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
+def _exit_status(status: int) -> str:
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+    return f"exited (status {status})"
+
+
+def _finish(request_fd: int, reply_fd: int, unsent: bytes, deadline: float) -> bool:
+    """Send the records the event loop still held, close the request pipe, and read (dropping them:
+    nobody waits any more) the writer's last answers until it closes its end. True once it has; a
+    writer stuck on its disk must not hang the server's stop past ``deadline``. Reading while
+    sending matters: a writer blocked on a full reply pipe reads no more requests."""
+    view = memoryview(unsent)
+    poller = select.poll()
+    poller.register(reply_fd, select.POLLIN)
+    sending = bool(view)
+    if sending:
+        poller.register(request_fd, select.POLLOUT)
+    else:
+        os.close(request_fd)
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            for fd, _events in poller.poll(remaining * 1000):
+                if fd == request_fd:
+                    try:
+                        view = view[os.write(request_fd, view) :]
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # the writer is gone
+                        view = view[len(view) :]
+                    if not view:
+                        poller.unregister(request_fd)
+                        os.close(request_fd)
+                        sending = False
+                else:
+                    try:
+                        data = os.read(reply_fd, 1 << 16)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return True
+        if sending:
             log.error("audit writer: %d bytes of records not sent before the stop's deadline", len(view))
-            return
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            select.select([], [fd], [], remaining)
-        except OSError:
-            return  # the writer is gone; its exit status is reported below
+        return False
+    finally:
+        if sending:
+            os.close(request_fd)
 
 
 class AuditWriter:
@@ -389,6 +443,7 @@ class AuditWriter:
         self._decoder = ReplyDecoder()
         self._failure: str | None = None
         self._closing = False
+        self._fds_closed = False  # the loop's callbacks must not touch the numbers any more
         self._close_lock = threading.Lock()
 
     @property
@@ -405,8 +460,9 @@ class AuditWriter:
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
         level = logging.getLevelName(logging.getLogger("agentceiling").getEffectiveLevel())
-        cmd = [sys.executable, "-m", MODULE, "--fds", f"{request_r},{reply_w}"]
-        cmd += ["--rotate-bytes", str(rotate_bytes), "--log-level", str(level), str(path)]
+        # -P: nothing importable from the server's working directory shadows the standard library.
+        cmd = [sys.executable, "-P", "-m", MODULE, "--fds", f"{request_r},{reply_w}"]
+        cmd += ["--rotate-bytes", str(rotate_bytes), "--log-level", str(level), str(Path(path).absolute())]
         try:
             proc = subprocess.Popen(
                 cmd, pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True
@@ -469,7 +525,7 @@ class AuditWriter:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if not self._out or self._failure is not None:
+        if not self._out or self._failure is not None or self._fds_closed:
             return
         data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         self._out.clear()
@@ -494,6 +550,8 @@ class AuditWriter:
         self._flush()
 
     def _on_readable(self) -> None:
+        if self._fds_closed:
+            return
         try:
             data = os.read(self._reply_fd, 1 << 16)
         except BlockingIOError:
@@ -585,10 +643,8 @@ class AuditWriter:
                 return
             self._closing = True
         deadline = time.monotonic() + timeout
-        unsent = self._stop_loop_side()
-        if unsent:
-            _write_until(self._request_fd, unsent, deadline)
-        os.close(self._request_fd)
+        _finish(self._request_fd, self._reply_fd, self._stop_loop_side(), deadline)
+        self._fds_closed = True
         try:
             status = self._proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -598,7 +654,7 @@ class AuditWriter:
                 status = self._proc.wait(5)
         else:
             if status:
-                log.error("audit writer process %d exited with status %d", self._proc.pid, status)
+                log.error("audit writer process %d %s", self._proc.pid, _exit_status(status))
         with contextlib.suppress(OSError):
             os.close(self._reply_fd)
 
@@ -640,4 +696,8 @@ if __name__ == "__main__":  # pragma: no cover - the writer process
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             sys.exit(0)  # the server is gone
-        raise
+        print(f"agentceiling audit writer: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:  # a line in the server's log, not a traceback
+        print(f"agentceiling audit writer: internal error: {exc!r}", file=sys.stderr)
+        sys.exit(1)
