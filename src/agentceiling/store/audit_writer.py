@@ -22,9 +22,9 @@ Frames on the two pipes (a private protocol: both ends are this module), integer
 direction    frame                                         meaning
 ===========  ============================================  =========================================
 to writer    ``R`` id:u64 length:u32 record                append a canonical record
-to writer    ``X`` id:u64                                  the server stopped waiting: drop it
-                                                           unless the log's writer has taken it
-to writer    end of file                                   write out what is queued, close, exit 0
+to writer    ``X`` id:u64                                  the server stopped waiting: drop the
+                                                           record unless it is written already
+to writer    end of file                                   write and answer what came, close, exit
 to server    ``O`` length:u32 JSON ``{"seq": n}``          the log is open (the first frame)
 to server    ``F`` length:u32 JSON ``{"kind", "message"}``  it could not be opened (then exit 1)
 to server    ``A`` id:u64 seq:u64 hash:64 hex              record ``id`` is durable
