@@ -273,3 +273,51 @@ def _cmdline(pid: int) -> list[bytes]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return []
+
+
+def test_health_watch_streams_end_at_a_stop_instead_of_holding_it(tmp_path: Path) -> None:
+    """gRPC's client-side health checking keeps a Watch stream open per channel: a stop tells each
+    NOT_SERVING and ends it, rather than waiting out the grace period (15 s) for every one."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    srv = settle(start_server(tmp_path / "data"))
+    streams: list[tuple[grpc.Channel, Any]] = []
+    seen: list[list[int]] = []
+    try:
+        for address in (srv.address, srv.authz_address):
+            for service in ("", "grpc.health.v1.Health"):
+                ch = grpc.insecure_channel(address)
+                stream = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=service))
+                streams.append((ch, stream))
+        for _ch, stream in streams:
+            first = next(stream)
+            seen.append([first.status])
+        received: list[BaseException | None] = []
+
+        def drain(stream: Any, statuses: list[int]) -> None:
+            try:
+                for resp in stream:
+                    statuses.append(resp.status)
+                received.append(None)
+            except grpc.RpcError as exc:
+                received.append(exc)
+
+        readers = [
+            threading.Thread(target=drain, args=(s, st)) for (_c, s), st in zip(streams, seen, strict=True)
+        ]
+        for r in readers:
+            r.start()
+        start = time.monotonic()
+        assert srv.stop(signal.SIGTERM) == 0, srv.log()[-3000:]
+        assert time.monotonic() - start < 8, "the stop waited for the Watch streams"
+        for r in readers:
+            r.join(10)
+        SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        # "" is every listener's overall health; the Health service itself is not registered by name.
+        assert [st[0] for st in seen] == [SERVING, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN] * 2
+        assert all(st[-1] == NOT_SERVING for st in seen[::2]), seen
+        assert received == [None] * 4, received  # each ended normally (status OK)
+    finally:
+        for ch, _s in streams:
+            ch.close()
+        srv.stop(signal.SIGKILL)

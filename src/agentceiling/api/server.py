@@ -159,9 +159,41 @@ def _bound(address: str, port: int) -> str:
     return f"{host}:{port}" if sep and wanted == "0" and port > 0 else address
 
 
+class _HealthServicer(AioHealthServicer):
+    """grpc_health's servicer, whose Watch streams end when the server stops. The library's wait for
+    the next change of status forever, so each stream (gRPC's client-side health checking keeps one
+    per channel) held every stop for its whole grace period."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watches: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._watches.add(task)
+        try:
+            await super().Watch(request, context)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise  # the client went away
+            # The server stops: the stream ends (status OK) after its NOT_SERVING.
+        finally:
+            self._watches.discard(task)
+
+    async def enter_graceful_shutdown(self) -> None:
+        await super().enter_graceful_shutdown()  # every Watch stream is told NOT_SERVING
+        self._stopping = True
+        for _ in range(3):  # let them write it
+            await asyncio.sleep(0)
+        for task in list(self._watches):
+            task.cancel()
+
+
 async def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> AioHealthServicer:
     """Health starts NOT_SERVING; ``Server.start`` flips every listener to SERVING once all are up."""
-    servicer = AioHealthServicer()
+    servicer = _HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ["", *services]:
         await servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
