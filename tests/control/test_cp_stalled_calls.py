@@ -5,9 +5,9 @@ limit of concurrent calls, 512 made every other call RESOURCE_EXHAUSTED."""
 
 from __future__ import annotations
 
-import threading
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -17,49 +17,71 @@ from test_cp_support import settle, start_server
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2_grpc as pbg
 
-STALLED = 600  # well above the 32 workers of each pool, and above the old limit of concurrent calls (512)
+STALLED = 2000  # far above the 32 workers of each pool, and above the old limit of concurrent calls (512)
 
+METHODS = (
+    "/agentceiling.v1.System/Status",
+    "/grpc.health.v1.Health/Check",
+    "/agentceiling.v1.Authorization/Authorize",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/grpc.health.v1.Health/Watch",
+)
 
-def _stall(address: str, method: str, stop: threading.Event, n: int) -> list[tuple[grpc.Channel, Any]]:
-    def never() -> Iterator[bytes]:
-        stop.wait()
-        return
-        yield b""  # a generator that sends nothing until stopped
+# The held calls come from a process of their own with grpc.aio's client: grpc's blocking client
+# spends a thread per streaming call, and with ~800 of them the test's own calls starved.
+HOLDER = """
+import asyncio, sys, grpc
 
-    calls = []
-    channel = grpc.insecure_channel(address)
-    for i in range(n):
-        if i and i % 40 == 0:  # several connections, each with many calls
-            channel = grpc.insecure_channel(address)
-        call = channel.stream_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
-        calls.append((channel, call.future(never(), timeout=120)))
-    return calls
+async def main():
+    addresses, methods, per = sys.argv[1].split(","), sys.argv[2].split(","), int(sys.argv[3])
+    stop = asyncio.Event()
+
+    async def never():
+        await stop.wait()
+        if False:
+            yield b""
+
+    calls, channel, i = [], None, 0
+    for address in addresses:
+        for method in methods:
+            for _ in range(per):
+                if i % 40 == 0:  # several connections, each with many calls
+                    channel = grpc.aio.insecure_channel(address)
+                i += 1
+                call = channel.stream_unary(method, request_serializer=bytes, response_deserializer=bytes)
+                calls.append(call(never(), timeout=300))
+    await asyncio.sleep(1.5)  # every call's headers have reached the server
+    print(len(calls), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the test is done
+
+asyncio.run(main())
+"""
 
 
 def test_stalled_calls_and_open_streams_do_not_freeze_either_listener(tmp_path: Any) -> None:
     srv = settle(start_server(tmp_path / "data"))
-    stop = threading.Event()
-    held: list[tuple[grpc.Channel, Any]] = []
+    per = STALLED // (2 * len(METHODS))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, f"{srv.address},{srv.authz_address}", ",".join(METHODS), str(per)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        for address in (srv.address, srv.authz_address):
-            for method in ("/agentceiling.v1.System/Status", "/grpc.health.v1.Health/Check",
-                           "/agentceiling.v1.Authorization/Authorize",
-                           "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                           "/grpc.health.v1.Health/Watch"):
-                held += _stall(address, method, stop, STALLED // 10)
-        time.sleep(1.5)
+        assert holder.stdout is not None
+        assert int(holder.stdout.readline()) == STALLED
+        assert holder.poll() is None
         with grpc.insecure_channel(srv.address) as ch:
             start = time.monotonic()
-            resp = pbg.SystemStub(ch).Status(pb.StatusRequest(), metadata=[("authorization", f"Bearer {srv.token}")],
-                                             timeout=10)
+            resp = pbg.SystemStub(ch).Status(
+                pb.StatusRequest(), metadata=[("authorization", f"Bearer {srv.token}")], timeout=10
+            )
             assert resp.generation >= 0 and time.monotonic() - start < 5
         for address in (srv.address, srv.authz_address):
             with grpc.insecure_channel(address) as ch:
                 check = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
                 assert check.status == health_pb2.HealthCheckResponse.SERVING
     finally:
-        stop.set()
-        for channel, future in held:
-            future.cancel()
-            channel.close()
+        holder.kill()
+        holder.wait()
         srv.stop()
