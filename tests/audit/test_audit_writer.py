@@ -336,3 +336,40 @@ def test_a_writer_left_by_a_killed_server_is_named_as_such(log_path: Path) -> No
             AuditWriter.start(log_path)
     finally:
         os.kill(writer_pid, signal.SIGKILL)
+
+
+def test_frames_split_anywhere_across_reads_decode_the_same() -> None:
+    from agentceiling.store import audit_writer as aw
+
+    requests = b"".join(
+        [
+            aw._RECORD_HEAD.pack(b"R", 1, 5) + b"{\"a\"}",
+            b"X" + aw._U64.pack(7),
+            aw._RECORD_HEAD.pack(b"R", 2, 0),
+            aw._RECORD_HEAD.pack(b"R", 3, 2) + b"{}",
+        ]
+    )
+    replies = b"".join(
+        [
+            aw._ack(1, AuditReceipt(10, "a" * 64)),
+            aw._error(2, "disk full \u2013 gone"),
+            aw._ack(3, AuditReceipt(11, "b" * 64)),
+        ]
+    )
+    for size in (1, 2, 3, 7, len(requests)):
+        rd, got, gone = aw._RequestDecoder(), [], set()
+        for i in range(0, len(requests), size):
+            recs, ab = rd.feed(requests[i : i + size])
+            got += recs
+            gone |= ab
+        assert got == [(1, b'{"a"}'), (2, b""), (3, b"{}")] and gone == {7}
+        dec, out = aw.ReplyDecoder(), []
+        for i in range(0, len(replies), size):
+            out += dec.feed(replies[i : i + size])
+        assert out == [
+            (1, AuditReceipt(10, "a" * 64), None),
+            (2, None, "disk full \u2013 gone"),
+            (3, AuditReceipt(11, "b" * 64), None),
+        ]
+    with pytest.raises(ValueError, match="unknown"):
+        aw.ReplyDecoder().feed(b"Z")

@@ -139,6 +139,18 @@ def _error(ident: int, message: str) -> bytes:
     return b"E" + _ID_LENGTH.pack(ident, len(body)) + body
 
 
+def _id_and_body(buf: bytes, i: int) -> tuple[int, bytes, int] | None:
+    """The id and body of the ``R`` or ``E`` frame at ``buf[i]``, and where the next frame starts;
+    None while the frame is incomplete."""
+    start = i + 1 + _ID_LENGTH.size
+    if len(buf) < start:
+        return None
+    ident, length = _ID_LENGTH.unpack_from(buf, i + 1)
+    if len(buf) < start + length:
+        return None
+    return ident, buf[start : start + length], start + length
+
+
 class _RequestDecoder:
     """Incremental decoder of the server's ``R`` and ``X`` frames."""
 
@@ -154,14 +166,11 @@ class _RequestDecoder:
         while i < n:
             kind = buf[i]
             if kind == 0x52:  # "R"
-                if n - i < 1 + _ID_LENGTH.size:
+                framed = _id_and_body(buf, i)
+                if framed is None:
                     break
-                ident, length = _ID_LENGTH.unpack_from(buf, i + 1)
-                end = i + 1 + _ID_LENGTH.size + length
-                if end > n:
-                    break
-                records.append((ident, buf[i + 1 + _ID_LENGTH.size : end]))
-                i = end
+                ident, body, i = framed
+                records.append((ident, body))
             elif kind == 0x58:  # "X"
                 if n - i < 1 + _U64.size:
                     break
@@ -315,14 +324,11 @@ class ReplyDecoder:
                 out.append((ident, AuditReceipt(seq, digest.decode("ascii")), None))
                 i += 1 + _ACK.size
             elif kind == 0x45:  # "E"
-                if n - i < 1 + _ID_LENGTH.size:
+                framed = _id_and_body(buf, i)
+                if framed is None:
                     break
-                ident, length = _ID_LENGTH.unpack_from(buf, i + 1)
-                end = i + 1 + _ID_LENGTH.size + length
-                if end > n:
-                    break
-                out.append((ident, None, buf[i + 1 + _ID_LENGTH.size : end].decode("utf-8", "replace")))
-                i = end
+                ident, body, i = framed
+                out.append((ident, None, body.decode("utf-8", "replace")))
             else:
                 raise ValueError(f"audit writer: unknown reply frame {bytes([kind])!r}")
         self._buf = buf[i:]
