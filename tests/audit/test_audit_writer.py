@@ -44,10 +44,14 @@ class Loop:
         self.loop = asyncio.new_event_loop()
         self.writer = writer
         self.failures = 0
-        writer.bind(self.loop, self._failed)
+        self.recoveries = 0
+        writer.bind(self.loop, self._failed, self._recovered)
 
     def _failed(self) -> None:
         self.failures += 1
+
+    def _recovered(self) -> None:
+        self.recoveries += 1
 
     def write_all(self, records: list[str]) -> list[AuditReceipt | BaseException]:
         async def run() -> list[Any]:
@@ -118,15 +122,17 @@ def test_a_stuck_writer_times_out_and_the_abandoned_record_is_never_written(
         t = time.monotonic()
         stuck = loop.write_all([record(1), record(2)])
         assert all(isinstance(r, AuditUnavailable) and "timed out" in str(r) for r in stuck), stuck
-        assert 0.4 < time.monotonic() - t < 3 and loop.failures == 1
+        assert 0.4 < time.monotonic() - t < 3 and (loop.failures, loop.recoveries) == (1, 0)
         os.kill(loop.writer.pid, signal.SIGCONT)
         assert isinstance(loop.write_all([record(3)])[0], AuditReceipt)
+        assert loop.recoveries == 1  # durable again: health may say so
+        assert isinstance(loop.write_all([record(4)])[0], AuditReceipt) and loop.recoveries == 1
     finally:
         os.kill(loop.writer.pid, signal.SIGCONT)
         loop.close()
     # Abandoned before the writer read them: dropped, so no record says "allowed" for a call
     # that was answered UNAVAILABLE.
-    assert ids(log_path) == ["d-000000", "d-000003"]
+    assert ids(log_path) == ["d-000000", "d-000003", "d-000004"]
 
 
 def test_a_full_pipe_never_blocks_the_event_loop(started: Loop, log_path: Path) -> None:
@@ -157,7 +163,7 @@ def test_a_writer_that_dies_fails_every_pending_and_later_record(started: Loop) 
     assert "exited" in str(first) or "gone" in str(first), first
     later = started.write_all([record(2)])[0]
     assert isinstance(later, AuditUnavailable)
-    assert started.failures >= 1
+    assert started.failures >= 1 and started.recoveries == 0
 
 
 def test_sigterm_and_sigint_do_not_stop_the_writer_closing_the_pipe_does(started: Loop, log_path: Path) -> None:

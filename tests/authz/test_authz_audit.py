@@ -507,3 +507,43 @@ def test_a_dead_audit_writer_fails_closed_and_a_killed_server_leaves_no_writer(t
     finally:
         assert srv.stop() == 0
     assert audit_log.verify_chain(data / "audit" / "audit.log").ok
+
+
+def test_health_comes_back_when_a_hung_audit_disk_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record not durable in time makes its decision UNAVAILABLE and health NOT_SERVING; once
+    records are durable again, health is SERVING again, with no restart."""
+    from agentceiling._gen.agentceiling.v1 import authorization_pb2 as apb
+    from agentceiling._gen.agentceiling.v1 import authorization_pb2_grpc as apbg
+    from agentceiling.api.server import Server, ServerConfig
+    from agentceiling.dev_ports import free_port
+    from agentceiling.service import authz_bootstrap
+
+    monkeypatch.setattr(authz_bootstrap, "AUDIT_TIMEOUT", 1.0)
+    cfg = ServerConfig(
+        data_dir=tmp_path / "data", listen=f"127.0.0.1:{free_port()}", authz_listen=f"127.0.0.1:{free_port()}"
+    )
+    server = Server(cfg, authz_bootstrap.build_authz)
+    server.start()
+    address = f"127.0.0.1:{server.ports['authz']}"
+    try:
+        server._serving()
+        writer = _writer_pid(os.getpid())
+
+        def ask() -> apb.AuthorizeResponse:  # no token: refused, and audited like every decision
+            with grpc.insecure_channel(address) as ch:
+                return apbg.AuthorizationStub(ch).Authorize(apb.AuthorizeRequest(path="secret/x", operation="read"))
+
+        assert ask().code == "TOKEN_INVALID" and _health(address) == health_pb2.HealthCheckResponse.SERVING
+        os.kill(writer, signal.SIGSTOP)  # the disk hangs
+        try:
+            assert ask().code == "UNAVAILABLE"
+            assert _health(address) == health_pb2.HealthCheckResponse.NOT_SERVING
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        assert ask().code == "TOKEN_INVALID"
+        deadline = time.monotonic() + 5
+        while _health(address) != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _health(address) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop()

@@ -241,12 +241,13 @@ class _EventLoop:
             self.loop.close()
 
 
-# (database, config) -> (register(server, mark_unhealthy, on_hangup) -> service names, close);
-# on_hangup(fn) asks for fn to run when the process receives SIGHUP (e.g. rotate the audit log).
+# (database, config) -> (register(server, mark_health, on_hangup) -> service names, close);
+# mark_health(False) makes the authorization listener's health NOT_SERVING, mark_health(True)
+# SERVING again; on_hangup(fn) asks for fn to run when the process receives SIGHUP (e.g. rotate the audit log).
 AuthzFactory = Callable[
     [Database, ServerConfig],
     tuple[
-        Callable[[grpc.aio.Server, Callable[[], None], Callable[[Callable[[], None]], None]], list[str]],
+        Callable[[grpc.aio.Server, Callable[[bool], None], Callable[[Callable[[], None]], None]], list[str]],
         Callable[[], None],
     ],
 ]
@@ -268,6 +269,7 @@ class Server:
         #: Set when the authorization endpoint can no longer decide (its audit log failed): health
         #: says NOT_SERVING there from then on.
         self._unhealthy = threading.Event()
+        self._marked_serving = threading.Event()
         self._authz_health: AioHealthServicer | None = None
         self.ports: dict[str, int] = {}
         self._stopped = threading.Event()
@@ -375,14 +377,22 @@ class Server:
                 authz_server = server = new_server("authz")
                 holder: list[tuple[AioHealthServicer, list[str]]] = []
 
-                def mark_unhealthy() -> None:  # from a worker thread: never waits for the loop
-                    self._unhealthy.set()  # lasting: start-up's SERVING must not undo it
+                def mark_health(healthy: bool) -> None:  # from any thread: never waits for the loop
+                    if healthy:
+                        self._unhealthy.clear()
+                        if not self._marked_serving.is_set():
+                            return  # the switch to SERVING at the end of start-up does it
+                    else:
+                        self._unhealthy.set()  # lasting: start-up's switch to SERVING must not undo it
+                    status = health_pb2.HealthCheckResponse.NOT_SERVING
+                    if healthy:
+                        status = health_pb2.HealthCheckResponse.SERVING
                     for servicer, names in holder:
                         for name in names:
-                            loop.soon(functools.partial(servicer.set, name, health_pb2.HealthCheckResponse.NOT_SERVING))
+                            loop.soon(functools.partial(servicer.set, name, status))
 
                 reg = register_authz
-                services = loop.call(lambda: reg(authz_server, mark_unhealthy, self._hangup_handlers.append))
+                services = loop.call(lambda: reg(authz_server, mark_health, self._hangup_handlers.append))
                 self.ports["authz"] = loop.call(lambda: _bind(authz_server, cfg.authz_listen, creds, "--authz-listen"))
                 hs = loop.run(_add_health_and_reflection(authz_server, services))
                 holder.append((hs, ["", *services]))
@@ -419,6 +429,13 @@ class Server:
                     status = health_pb2.HealthCheckResponse.NOT_SERVING  # e.g. the audit writer died
                 for name in names:
                     self._loop.run(hs.set(name, status))
+            self._marked_serving.set()
+            authz = self._authz_health
+            if authz is not None and self._unhealthy.is_set():  # marked while this ran
+                for _, hs, names in self._servers:
+                    if hs is authz:
+                        for name in names:
+                            self._loop.run(hs.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
 
     def stop(self) -> None:
         """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""

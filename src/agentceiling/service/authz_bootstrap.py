@@ -62,7 +62,7 @@ Hook = Callable[[], None]
 
 def build_authz(
     db: Database, cfg: Any
-) -> tuple[Callable[[grpc.aio.Server, Hook, Callable[[Hook], None]], list[str]], Hook]:
+) -> tuple[Callable[[grpc.aio.Server, Callable[[bool], None], Callable[[Hook], None]], list[str]], Hook]:
     import asyncio
 
     from agentceiling.api import authz as api
@@ -81,7 +81,7 @@ def build_authz(
         raise
     validator = TokenValidator(KeySourceRegistry(), max_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME)
     authorizer = Authorizer(directory, validator)
-    unhealthy: list[Callable[[], None]] = []
+    health: list[Callable[[bool], None]] = []
 
     def rotate() -> None:
         log.info("rotating the audit log %s", audit.path)
@@ -91,16 +91,22 @@ def build_authz(
     blocking = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
 
     def on_audit_failure() -> None:
-        # No decision can be made any more: health checks say so, so load balancers stop sending
+        # No decision can be made (for now): health checks say so, so load balancers stop sending
         # agents here.
-        for mark in unhealthy:
-            mark()
+        for mark in health:
+            mark(False)
 
-    def register(server: grpc.aio.Server, mark_unhealthy: Hook, on_hangup: Callable[[Hook], None]) -> list[str]:
+    def on_audit_recovery() -> None:  # the audit disk hung for a while, and is back
+        for mark in health:
+            mark(True)
+
+    def register(
+        server: grpc.aio.Server, mark_health: Callable[[bool], None], on_hangup: Callable[[Hook], None]
+    ) -> list[str]:
         # In the event loop's thread.
-        unhealthy.append(mark_unhealthy)
+        health.append(mark_health)
         on_hangup(rotate)
-        audit.bind(asyncio.get_running_loop(), on_audit_failure)
+        audit.bind(asyncio.get_running_loop(), on_audit_failure, on_audit_recovery)
         services = api.register(server, authorizer, audit, blocking)
         tune_gc()  # last thing before serving
         return services

@@ -440,6 +440,8 @@ class AuditWriter:
         self._reply_fd = reply_fd
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_failure: Callable[[], None] = lambda: None
+        self._on_recovery: Callable[[], None] = lambda: None
+        self._stalled = False  # records timed out; the next one made durable is a recovery
         self._pending: dict[int, tuple[asyncio.Future[AuditReceipt], float]] = {}
         self._next_id = 1
         self._out: list[bytes] = []
@@ -498,11 +500,19 @@ class AuditWriter:
 
     # -- on the event loop ----------------------------------------------------------------------------
 
-    def bind(self, loop: asyncio.AbstractEventLoop, on_failure: Callable[[], None]) -> None:
+    def bind(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_failure: Callable[[], None],
+        on_recovery: Callable[[], None] = lambda: None,
+    ) -> None:
         """Write from ``loop`` (call in its thread); ``on_failure`` runs there whenever a record
-        could not be made durable (the log failed, the writer died, or ``timeout`` passed)."""
+        could not be made durable (the log failed, the writer died, or ``timeout`` passed), and
+        ``on_recovery`` when records are durable again after a timeout (a disk that hung and came
+        back; a failed log or a dead writer never recovers)."""
         self._loop = loop
         self._on_failure = on_failure
+        self._on_recovery = on_recovery
         loop.add_reader(self._reply_fd, self._on_readable)
 
     async def write(self, record: str) -> AuditReceipt:
@@ -575,18 +585,25 @@ class AuditWriter:
         except ValueError as exc:  # not our writer's frames: nothing it says can be trusted
             self._fail(f"the audit writer process answered garbage ({exc})")
             return
-        failed = False
+        failed = recovered = False
         for ident, receipt, error in replies:
             entry = self._pending.pop(ident, None)
+            if error is not None:
+                failed = True  # the log failed: nothing is durable again (no acks follow)
+            elif entry is not None and self._stalled:
+                recovered = True
             if entry is None or entry[0].done():
                 continue  # timed out, or its call was cancelled
             if error is not None:
                 entry[0].set_exception(AuditUnavailable(error))
-                failed = True
             else:
                 entry[0].set_result(receipt)  # type: ignore[arg-type]
         if failed:
             self._on_failure()
+        elif recovered and self._failure is None:
+            self._stalled = False
+            log.info("audit log %s: records are durable again", self.path)
+            self._on_recovery()
 
     def _expire(self) -> None:
         """Fail the records that waited ``timeout``; the writer drops them unless already taken."""
@@ -607,6 +624,7 @@ class AuditWriter:
                     AuditUnavailable(f"audit log {self.path}: timed out after {self.timeout:g}s")
                 )
         if expired:
+            self._stalled = True
             self._flush()
             self._on_failure()
 
