@@ -266,8 +266,8 @@ class Server:
         self._loop: _EventLoop | None = None
         self._lifecycle = threading.Lock()  # serializes marking SERVING and stopping
         self._closers: list[Callable[[], None]] = []
-        #: Set when the authorization endpoint can no longer decide (its audit log failed): health
-        #: says NOT_SERVING there from then on.
+        #: Set while the authorization endpoint cannot decide (its audit log failed, or hangs):
+        #: health says NOT_SERVING there meanwhile, start-up's switch to SERVING included.
         self._unhealthy = threading.Event()
         self._marked_serving = threading.Event()
         self._authz_health: AioHealthServicer | None = None
