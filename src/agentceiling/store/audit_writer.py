@@ -60,6 +60,7 @@ from .audit_log import (
     AuditLogLocked,
     AuditReceipt,
     AuditUnavailable,
+    _write_all,
     check_canonical,
     lock_path,
 )
@@ -182,15 +183,6 @@ class _RequestDecoder:
         return records, abandoned
 
 
-def _send(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view) :]
-    except BrokenPipeError:
-        pass  # the server is gone: nobody waits for these answers
-
-
 def _serve(alog: AuditLog, request_fd: int, reply_fd: int, wake_fd: int, hangup: list[bool]) -> None:
     """Until end of file on the request pipe: everything that arrived while the last group was being
     written is the next group (one read, one write, one fdatasync, one reply write for all of it).
@@ -246,7 +238,8 @@ def _serve(alog: AuditLog, request_fd: int, reply_fd: int, wake_fd: int, hangup:
             else:
                 out += (_ack(ident, receipt) for ident, receipt in zip(idents, receipts, strict=True))
         if out:
-            _send(reply_fd, b"".join(out))
+            with contextlib.suppress(BrokenPipeError):  # the server is gone: nobody waits for these
+                _write_all(reply_fd, b"".join(out))
         if eof:
             return
         last_group = time.monotonic()
@@ -383,10 +376,10 @@ def _exit_status(status: int) -> str:
     return f"exited (status {status})"
 
 
-def _finish(request_fd: int, reply_fd: int, unsent: bytes, deadline: float) -> bool:
+def _finish(request_fd: int, reply_fd: int, unsent: bytes, deadline: float) -> None:
     """Send the records the event loop still held, close the request pipe, and read (dropping them:
-    nobody waits any more) the writer's last answers until it closes its end. True once it has; a
-    writer stuck on its disk must not hang the server's stop past ``deadline``. Reading while
+    nobody waits any more) the writer's last answers until it closes its end. A writer stuck on
+    its disk must not hang the server's stop past ``deadline``. Reading while
     sending matters: a writer blocked on a full reply pipe reads no more requests."""
     view = memoryview(unsent)
     poller = select.poll()
@@ -418,10 +411,9 @@ def _finish(request_fd: int, reply_fd: int, unsent: bytes, deadline: float) -> b
                     except OSError:
                         data = b""
                     if not data:
-                        return True
+                        return
         if sending:
             log.error("audit writer: %d bytes of records not sent before the stop's deadline", len(view))
-        return False
     finally:
         if sending:
             os.close(request_fd)
