@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from process_support import process_gone
 
 from agentceiling.store.audit_log import (
     AuditLog,
@@ -80,19 +81,6 @@ def started(log_path: Path) -> Iterator[Loop]:
         loop.close()
 
 
-def wait_gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_records_written_concurrently_are_durable_in_order_with_their_receipts(started: Loop, log_path: Path) -> None:
     receipts = started.write_all([record(i, pad=900) for i in range(3000)])
     assert all(isinstance(r, AuditReceipt) for r in receipts)
@@ -157,7 +145,7 @@ def test_a_full_pipe_never_blocks_the_event_loop(started: Loop, log_path: Path) 
 def test_a_writer_that_dies_fails_every_pending_and_later_record(started: Loop) -> None:
     assert isinstance(started.write_all([record(0)])[0], AuditReceipt)
     os.kill(started.writer.pid, signal.SIGKILL)
-    assert wait_gone(started.writer.pid)
+    assert process_gone(started.writer.pid, 10)
     first = started.write_all([record(1)])[0]
     assert isinstance(first, AuditUnavailable), first
     assert "exited" in str(first) or "gone" in str(first), first
@@ -173,7 +161,7 @@ def test_sigterm_and_sigint_do_not_stop_the_writer_closing_the_pipe_does(started
     time.sleep(0.2)
     assert isinstance(started.write_all([record(1)])[0], AuditReceipt)
     started.close()
-    assert wait_gone(pid, 5)
+    assert process_gone(pid, 5)
     # The lock is released: the log opens again and holds the record.
     with AuditLog.open(log_path) as again:
         assert again.last_seq == 1
@@ -210,7 +198,7 @@ def test_the_writer_exits_when_the_server_is_gone(log_path: Path) -> None:
     # it has, releases the lock and exits rather than lingering as an orphan.
     writer = AuditWriter.start(log_path)
     os.close(writer._request_fd)
-    assert wait_gone(writer.pid)
+    assert process_gone(writer.pid, 10)
     with AuditLog.open(log_path) as again:
         assert again.last_seq == 0
     os.close(writer._reply_fd)
@@ -251,7 +239,7 @@ def test_close_with_a_stuck_writer_and_a_full_pipe_returns_within_its_timeout(lo
     t = time.monotonic()
     loop.writer.close(2)
     assert time.monotonic() - t < 6
-    assert wait_gone(pid, 5)
+    assert process_gone(pid, 5)
     for task in tasks:
         task.cancel()
     loop.loop.run_until_complete(asyncio.sleep(0))
@@ -274,7 +262,7 @@ def test_close_with_thousands_of_unanswered_records_lets_the_writer_finish(log_p
     t = time.monotonic()
     loop.writer.close(20)
     assert time.monotonic() - t < 10
-    assert wait_gone(pid, 1)
+    assert process_gone(pid, 1)
     assert loop.writer._proc.returncode == 0  # not killed
     for task in tasks:
         task.cancel()

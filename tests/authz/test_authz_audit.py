@@ -20,8 +20,9 @@ import grpc
 import pytest
 from authz_support import Idp, World, make_world, path_access, sha256_hex, start_server, wait_healthy
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from process_support import audit_writer_pids, process_gone
 
-from agentceiling.store import audit_log, audit_writer
+from agentceiling.store import audit_log
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -437,36 +438,6 @@ def test_audit_anchor_and_verify_with_anchors(world: World) -> None:
     assert bad.returncode == 2 and "not SEQ:HASH" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def _writer_pid(server_pid: int) -> int:
-    """The server's audit writer process (store/audit_writer.py)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == server_pid and audit_writer.MODULE.encode() in cmdline:
-                return int(entry)
-        time.sleep(0.05)
-    raise AssertionError(f"no audit writer process under {server_pid}")
-
-
-def _gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_dead_audit_writer_fails_closed_and_a_killed_server_leaves_no_writer(tmp_path: Path, lone_idp: Idp) -> None:
     data = tmp_path / "data"
     srv = start_server(data, "")
@@ -481,7 +452,8 @@ def test_a_dead_audit_writer_fails_closed_and_a_killed_server_leaves_no_writer(t
             )
 
         assert ask().code == "ALLOWED"
-        os.kill(_writer_pid(srv.proc.pid), signal.SIGKILL)
+        (writer,) = audit_writer_pids(srv.proc.pid)
+        os.kill(writer, signal.SIGKILL)
         for _ in range(2):
             r = ask()
             assert (r.allowed, r.code) == (False, "UNAVAILABLE") and "audit" in r.reason, r
@@ -495,10 +467,10 @@ def test_a_dead_audit_writer_fails_closed_and_a_killed_server_leaves_no_writer(t
     srv = start_server(data, "")
     try:
         wait_healthy(srv.authz_address, proc=srv.proc)
-        writer = _writer_pid(srv.proc.pid)
+        (writer,) = audit_writer_pids(srv.proc.pid)
         srv.proc.kill()
         srv.proc.wait()
-        assert _gone(writer)
+        assert process_gone(writer, 10)
     finally:
         srv.stop()
     srv = start_server(data, "")
@@ -527,7 +499,7 @@ def test_health_comes_back_when_a_hung_audit_disk_does(tmp_path: Path, monkeypat
     address = f"127.0.0.1:{server.ports['authz']}"
     try:
         server._serving()
-        writer = _writer_pid(os.getpid())
+        (writer,) = audit_writer_pids(os.getpid())
 
         def ask() -> apb.AuthorizeResponse:  # no token: refused, and audited like every decision
             with grpc.insecure_channel(address) as ch:

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
+from process_support import audit_writer_pids, process_gone
 from test_cp_support import (
     C,
     Client,
@@ -229,7 +230,6 @@ def test_an_audit_writer_that_dies_before_serving_leaves_health_not_serving(tmp_
     from agentceiling.api.server import Server, ServerConfig
     from agentceiling.dev_ports import free_port
     from agentceiling.service.authz_bootstrap import build_authz
-    from agentceiling.store.audit_writer import MODULE
 
     cfg = ServerConfig(
         data_dir=tmp_path / "data", listen=f"127.0.0.1:{free_port()}", authz_listen=f"127.0.0.1:{free_port()}"
@@ -237,12 +237,10 @@ def test_an_audit_writer_that_dies_before_serving_leaves_health_not_serving(tmp_
     server = Server(cfg, build_authz)
     server.start()
     try:
-        writers = [pid for pid in _children(os.getpid()) if MODULE.encode() in _cmdline(pid)]
+        writers = audit_writer_pids(os.getpid())
         assert len(writers) == 1
         os.kill(writers[0], signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while MODULE.encode() in _cmdline(writers[0]) and time.monotonic() < deadline:
-            time.sleep(0.02)  # dead (a zombie's cmdline is empty): its pipe is closed
+        assert process_gone(writers[0], 10)  # dead: its pipe is closed
         time.sleep(0.5)  # the event loop sees the pipe close
         server._serving()
 
@@ -254,25 +252,6 @@ def test_an_audit_writer_that_dies_before_serving_leaves_health_not_serving(tmp_
         assert health(f"127.0.0.1:{server.ports['control']}") == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop()
-
-
-def _children(parent: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    kids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return kids
-
-
-def _cmdline(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
 
 
 def test_health_watch_streams_end_at_a_stop_instead_of_holding_it(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from process_support import process_gone
 
 from agentceiling._gen.goplugin import grpc_controller_pb2, grpc_controller_pb2_grpc
 from agentceiling._gen.tfplugin6 import tfplugin6_pb2 as pb
@@ -324,14 +325,6 @@ def test_sigint_is_ignored_and_sigterm_cleans_up(
     assert list(run_dir.iterdir()) == [], err
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return "\nState:\tZ" in f.read()  # a zombie nobody reaped yet has exited too
-    except FileNotFoundError:
-        return True
-
-
 def test_exits_when_terraform_dies_without_shutdown(run_dir: Path, client_cert: ClientCert) -> None:
     """terraform killed with SIGKILL never sends Shutdown: the plugin must not linger."""
     parent_code = (
@@ -352,10 +345,7 @@ def test_exits_when_terraform_dies_without_shutdown(run_dir: Path, client_cert: 
     assert any(run_dir.iterdir())
     parent.kill()
     parent.wait()
-    deadline = time.monotonic() + 10
-    while not _gone(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _gone(child)
+    assert process_gone(child, 10)
     assert list(run_dir.iterdir()) == []
 
 
