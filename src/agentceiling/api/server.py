@@ -270,7 +270,8 @@ class Server:
         #: health says NOT_SERVING there meanwhile, start-up's switch to SERVING included.
         self._unhealthy = threading.Event()
         self._marked_serving = threading.Event()
-        self._authz_health: AioHealthServicer | None = None
+        #: The authorization listener's health servicer and the names it reports (once it exists).
+        self._authz_health: tuple[AioHealthServicer, list[str]] | None = None
         self.ports: dict[str, int] = {}
         self._stopped = threading.Event()
         self._done = threading.Event()
@@ -375,8 +376,6 @@ class Server:
                 )
             if register_authz is not None:
                 authz_server = server = new_server("authz")
-                holder: list[tuple[AioHealthServicer, list[str]]] = []
-
                 def mark_health(healthy: bool) -> None:  # from any thread: never waits for the loop
                     if healthy:
                         self._unhealthy.clear()
@@ -387,7 +386,8 @@ class Server:
                     status = health_pb2.HealthCheckResponse.NOT_SERVING
                     if healthy:
                         status = health_pb2.HealthCheckResponse.SERVING
-                    for servicer, names in holder:
+                    if self._authz_health is not None:  # else start-up sets it
+                        servicer, names = self._authz_health
                         for name in names:
                             loop.soon(functools.partial(servicer.set, name, status))
 
@@ -395,8 +395,7 @@ class Server:
                 services = loop.call(lambda: reg(authz_server, mark_health, self._hangup_handlers.append))
                 self.ports["authz"] = loop.call(lambda: _bind(authz_server, cfg.authz_listen, creds, "--authz-listen"))
                 hs = loop.run(_add_health_and_reflection(authz_server, services))
-                holder.append((hs, ["", *services]))
-                self._authz_health = hs
+                self._authz_health = (hs, ["", *services])
                 listening = f"authorization endpoint listening on {_bound(cfg.authz_listen, self.ports['authz'])}"
                 pending.append((server, hs, ["", *services], listening))
         except BaseException:
@@ -423,19 +422,18 @@ class Server:
         with self._lifecycle:
             if self._stopped.is_set() or self._loop is None:
                 return
+            authz = self._authz_health[0] if self._authz_health is not None else None
             for _, hs, names in self._servers:
                 status = health_pb2.HealthCheckResponse.SERVING
-                if hs is self._authz_health and self._unhealthy.is_set():
+                if hs is authz and self._unhealthy.is_set():
                     status = health_pb2.HealthCheckResponse.NOT_SERVING  # e.g. the audit writer died
                 for name in names:
                     self._loop.run(hs.set(name, status))
             self._marked_serving.set()
-            authz = self._authz_health
-            if authz is not None and self._unhealthy.is_set():  # marked while this ran
-                for _, hs, names in self._servers:
-                    if hs is authz:
-                        for name in names:
-                            self._loop.run(hs.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
+            if self._authz_health is not None and self._unhealthy.is_set():  # marked while this ran
+                servicer, names = self._authz_health
+                for name in names:
+                    self._loop.run(servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING))
 
     def stop(self) -> None:
         """Stop accepting calls, let in-flight calls finish (bounded by grace_seconds), close."""
