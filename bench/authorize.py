@@ -28,8 +28,10 @@ What it does, in one run:
 5. prints throughput (calls/s), p50 and p99 latency, the server's CPU time per call (user and
    system, from /proc/<pid>/stat) and its threads' context switches per call, the CPU time of its
    audit writer process per call (``wrt``; the ``noop/srv CPU`` ratio counts both processes), the
-   client's CPU time per call, the ratios against the no-op, and checks the targets: Authorize throughput
-   >= 60% of the no-op's, p99 <= 2x the no-op's.
+   client's CPU time per call, the whole machine's busy CPU time per call with its idle and steal
+   shares (from /proc/stat: it also counts the kernel's work for each ``fdatasync``, which no
+   process is charged for), the ratios against the no-op, and checks the targets: Authorize
+   throughput >= 60% of the no-op's, p99 <= 2x the no-op's.
 
 Every call of the Authorize phases must come back ALLOWED (anything else aborts the run), and the
 audit log's hash chain is verified at the end.
@@ -407,6 +409,20 @@ def _server_counters(pid: int) -> tuple[float, float, int, float]:
     return user, system, switches, children
 
 
+def _machine_jiffies() -> tuple[int, int, int]:
+    """(busy, idle, steal) clock ticks of all CPUs so far, from Linux /proc/stat; zeros elsewhere.
+    Busy counts user, nice, system, irq and softirq time: every process's, and the kernel's own
+    threads' (the journal commits and block-device work that each ``fdatasync`` causes, which no
+    process's /proc/<pid>/stat shows)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0, 0
+    user, nice, system, idle, iowait, irq, softirq, steal = v
+    return user + nice + system + irq + softirq, idle + iowait, steal
+
+
 def _percentile(sorted_ns: list[int], q: float) -> float:
     if not sorted_ns:
         return float("nan")
@@ -436,12 +452,16 @@ def _phase(
         jobs.append((address, kind, share, threads, t0, warm_until, stop))
     pending = pool.map_async(_client_aio if client == "aio" else _client, jobs)
     before = after = (0.0, 0.0, 0, 0.0)
+    m_before = m_after = (0, 0, 0)
     if server_pid:
         time.sleep(max(0.0, warm_until - time.time()))
-        before = _server_counters(server_pid)
+        before, m_before = _server_counters(server_pid), _machine_jiffies()
         time.sleep(max(0.0, stop - time.time()))
-        after = _server_counters(server_pid)
+        after, m_after = _server_counters(server_pid), _machine_jiffies()
     user, system, switches, writer = (a - b for a, b in zip(after, before, strict=True))
+    busy, idle, steal = (a - b for a, b in zip(m_after, m_before, strict=True))
+    ticks = (busy + idle + steal) or 1
+    tck = os.sysconf("SC_CLK_TCK")
     outs = pending.get()
     failures = [f for o in outs for f in o["failures"]]
     if failures:
@@ -462,6 +482,9 @@ def _phase(
         "server_cpu_share": (user + system) / seconds if server_pid else float("nan"),
         "writer_cpu_us_per_call": writer / len(lat) * 1e6 if lat and server_pid else float("nan"),
         "client_cpu_us_per_call": sum(o["cpu"] for o in outs) / len(lat) * 1e6 if lat else float("nan"),
+        "machine_busy_us_per_call": busy / tck / len(lat) * 1e6 if lat and server_pid else float("nan"),
+        "machine_idle_share": idle / ticks if server_pid else float("nan"),
+        "machine_steal_share": steal / ticks if server_pid else float("nan"),
     }
 
 
@@ -563,7 +586,9 @@ def main() -> int:
                             f"system {res['server_system_us_per_call']:.0f}; "
                             f"{res['server_switches_per_call']:.1f} switches/call)  "
                             f"audit writer {res['writer_cpu_us_per_call']:4.0f} us/call  "
-                            f"client {res['client_cpu_us_per_call']:4.0f} us/call",
+                            f"client {res['client_cpu_us_per_call']:4.0f} us/call  "
+                            f"machine {res['machine_busy_us_per_call']:5.0f} us/call "
+                            f"(idle {res['machine_idle_share']:.0%}, steal {res['machine_steal_share']:.0%})",
                             flush=True,
                         )
                     pair["throughput_ratio"] = pair[kind]["throughput"] / pair["noop"]["throughput"]
@@ -585,6 +610,7 @@ def main() -> int:
                 "server_cpu_us_per_call": med(p[kind]["server_cpu_us_per_call"] for p in ps),
                 "server_switches_per_call": med(p[kind]["server_switches_per_call"] for p in ps),
                 "writer_cpu_us_per_call": med(p[kind]["writer_cpu_us_per_call"] for p in ps),
+                "machine_busy_us_per_call": med(p[kind]["machine_busy_us_per_call"] for p in ps),
                 "pairs": ps,
             }
         noops = [p["noop"] for ps in pairs.values() for p in ps]
@@ -595,6 +621,7 @@ def main() -> int:
             "server_cpu_us_per_call": med(n["server_cpu_us_per_call"] for n in noops),
             "server_switches_per_call": med(n["server_switches_per_call"] for n in noops),
             "writer_cpu_us_per_call": med(n["writer_cpu_us_per_call"] for n in noops),
+            "machine_busy_us_per_call": med(n["machine_busy_us_per_call"] for n in noops),
             "throughput_ratio": 1.0,
             "p99_ratio": 1.0,
             "server_cpu_ratio": 1.0,
@@ -621,13 +648,15 @@ def main() -> int:
     print(f"audit log: {results['audit_records']} records, chain {'intact' if results['audit_ok'] else 'BROKEN'}")
     print(f"medians over {args.rounds} rounds; ratios are per round against the no-op phase just before")
     head = f"{'workload':10s} {'calls/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'srv us/call':>12s} {'srv sw/call':>12s}"
-    print(f"{head} {'wrt us/call':>12s} {'tput/noop':>10s} {'p99/noop':>9s} {'noop/srv CPU':>13s}")
+    head += f" {'wrt us/call':>12s} {'mach us/call':>13s}"
+    print(f"{head} {'tput/noop':>10s} {'p99/noop':>9s} {'noop/srv CPU':>13s}")
     for kind in kinds:
         r = results[kind]
         print(
             f"{kind:10s} {r['throughput']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
             f"{r['server_cpu_us_per_call']:12.0f} {r['server_switches_per_call']:12.1f} "
-            f"{r['writer_cpu_us_per_call']:12.0f} {r['throughput_ratio']:10.2f} {r['p99_ratio']:9.2f} "
+            f"{r['writer_cpu_us_per_call']:12.0f} {r['machine_busy_us_per_call']:13.0f} "
+            f"{r['throughput_ratio']:10.2f} {r['p99_ratio']:9.2f} "
             f"{r['server_cpu_ratio']:13.2f}"
         )
         if kind != "noop" and (r["throughput_ratio"] < 0.60 or r["p99_ratio"] > 2.0):
