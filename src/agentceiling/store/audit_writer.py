@@ -568,7 +568,7 @@ class AuditWriter:
             data = b""
         if not data:
             if not self._closing:
-                self._fail(f"the audit writer process exited (status {self._proc.poll()})")
+                self._fail(f"the audit writer process {self._how_it_ended()}")
             else:
                 self._detach()
             return
@@ -630,6 +630,15 @@ class AuditWriter:
             if not future.done():
                 future.set_exception(AuditUnavailable(reason))
         self._on_failure()
+
+    def _how_it_ended(self) -> str:
+        """How the writer ended, once its pipe closed: the process is usually reaped a moment later.
+        Waits at most 50 ms, once, on the event loop: only after the log has failed."""
+        try:
+            status = self._proc.wait(0.05)
+        except subprocess.TimeoutExpired:
+            return "closed its pipe"
+        return _exit_status(status)
 
     def _detach(self) -> None:
         loop = self._loop
