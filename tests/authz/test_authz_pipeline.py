@@ -164,6 +164,18 @@ def test_empty_path_checks_the_token_and_lists_what_is_honoured(world: World) ->
     )
     beyond = w.authorize(idp.token("lister", [path_access("secret/data/other", "read")]))
     assert (beyond.allowed, beyond.code) == (False, "CEILING_EXCEEDED")
+    # Leading slashes go as a request's do; a dot or empty segment is a bad entry, never honoured.
+    for path, code in (
+        ("//*", "CEILING_EXCEEDED"),
+        ("//secret/data/other", "CEILING_EXCEEDED"),
+        ("//secret/data/agents/lister/db", "ALLOWED"),
+        ("secret/data/agents/../other", "RAR_INVALID"),
+        ("secret/data/agents//x", "RAR_INVALID"),
+    ):
+        r = w.authorize(idp.token("lister", [path_access(path, "read")]))
+        assert r.code == code, (path, r.code, r.reason)
+        if code == "ALLOWED":
+            assert json.loads(r.authorization_details) == [path_access(path.lstrip("/"), "read")]
 
 
 def test_identity_templates_in_rar_paths(world: World) -> None:
@@ -305,7 +317,7 @@ def test_parameters_through_the_struct(world: World) -> None:
     )
     access = 'path "db/creds/*" {\n  capabilities = ["update"]\n  required_parameters = ["ttl"]\n}\n'
     w.agent("params", ceiling=ceiling, access=access)
-    # Containment is conservative: the ceiling's denied value must be denied by the entry too.
+    # The ceiling's denied value must be denied by the entry too, or left out of its allowed ones.
     entry = path_access(
         "db/creds/app",
         "update",
@@ -315,6 +327,13 @@ def test_parameters_through_the_struct(world: World) -> None:
     tok = idp.token("params", [entry])
     ok = w.authorize(tok, "db/creds/app", "update", parameters={"ttl": 60, "role": "reader"})
     assert ok.code == "ALLOWED", ok.reason
+    reader_only = path_access("db/creds/app", "update", allowed_parameters={"ttl": [], "role": ["reader"]})
+    lean = idp.token("params", [reader_only])
+    assert w.authorize(lean).code == "ALLOWED"
+    r = w.authorize(lean, "db/creds/app", "update", parameters={"ttl": 60, "role": "reader"})
+    assert r.code == "ALLOWED", r.reason
+    wide = path_access("db/creds/app", "update", allowed_parameters={"ttl": [], "role": ["reader", "writer"]})
+    assert w.authorize(idp.token("params", [wide])).code == "CEILING_EXCEEDED"
     # Required by the subject's ACL.
     assert w.authorize(tok, "db/creds/app", "update", parameters={"role": "reader"}).code == "PERMISSION_DENIED"
     # Not allowed by the RAR entry (and denied by the ceiling); not mentioned by the entry.

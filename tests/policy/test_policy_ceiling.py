@@ -344,7 +344,56 @@ def test_denied_and_required_must_be_kept() -> None:
     assert entry_within_ceiling(narrow, c).ok
 
 
-VALUES: list[Any] = ["a", "b", "ab", "a*", "*b", "*a*", "**", 1, True]
+def test_an_entry_whose_allowed_values_leave_out_what_the_ceiling_denies_is_within_it() -> None:
+    """The ceiling denies role=admin; an entry allowing only role=reader never admits it."""
+    c = param_ceiling(' denied_parameters = { "role" = ["admin", "root"] }\n')
+
+    def within(**kw: Any) -> bool:
+        return entry_within_ceiling(one(path="db/creds/x", capabilities=["update"], **kw), c).ok
+
+    assert within(allowed_parameters={"role": ["reader"]})
+    assert within(allowed_parameters={"role": ["reader", "writer"], "ttl": []})
+    # a denied value may be left out for one value and denied by the entry for the other
+    assert within(allowed_parameters={"role": ["reader", "root"]}, denied_parameters={"role": ["root"]})
+    assert not within(allowed_parameters={"role": ["reader", "admin"]})
+    assert not within(allowed_parameters={"role": []})  # any value
+    # not proven where globs or commas would have to be intersected: refused, never admitted
+    assert not within(allowed_parameters={"role": ["read*"]})
+    assert not within(allowed_parameters={"role": ["reader,admin"]})
+    # the empty string splits into no elements: every allowed list admits it
+    empty = param_ceiling(' denied_parameters = { "role" = [""] }\n')
+    assert not entry_within_ceiling(
+        one(path="db/creds/x", capabilities=["update"], allowed_parameters={"role": ["reader"]}), empty
+    ).ok
+    assert check_parameters({"role": ("reader",)}, {}, (), {"role": ""}) is None
+    # a ceiling that denies every value of the parameter is not left out by any allowed list
+    every = param_ceiling(' denied_parameters = { "role" = [] }\n')
+    assert not entry_within_ceiling(
+        one(path="db/creds/x", capabilities=["update"], allowed_parameters={"role": ["reader"]}), every
+    ).ok
+
+
+def test_denied_values_left_out_of_allowed_ones_exhaustively() -> None:
+    """Every allowed list (up to two elements), entry-denied list and ceiling-denied list of one
+    parameter over VALUES: whenever params_within admits the entry, no request value it admits is
+    denied by the ceiling (the soundness property, without sampling)."""
+    small = [(), *((v,) for v in VALUES), *itertools.combinations(VALUES, 2)]
+    datas = [{"x": v} for v in DATA_VALUES] + [{"x": "a, b"}, {"x": "a,,b"}, {"x": []}, {"x": 1.0}]
+    admitted = 0
+    for avals in small[1:]:
+        for evals in [None, (), *((v,) for v in VALUES)]:
+            ed = {} if evals is None else {"x": evals}
+            for cvals in small[1:]:
+                if params_within({"x": avals}, ed, (), {}, {"x": cvals}, ()) is not None:
+                    continue
+                admitted += 1
+                for data in datas:
+                    if check_parameters({"x": avals}, ed, (), data) is None:
+                        assert check_parameters({}, {"x": cvals}, (), data) is None, (avals, evals, cvals, data)
+    assert admitted > 1000  # the property is exercised, not vacuous
+
+
+VALUES: list[Any] = ["a", "b", "ab", "a*", "*b", "*a*", "**", 1, True, "", "a,b", 1.0]
 DATA_VALUES: list[Any] = ["a", "b", "ab", "ba", "abc", "a,b", "", 1, True, ["a", "b"]]
 KEYS = ["x", "y", "*"]
 

@@ -99,6 +99,35 @@ def test_strict_parse_errors(value: Any, message: str) -> None:
     assert message in info.value.message
 
 
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("secret/data/ci/../prod/db", 'path has a ".." segment'),
+        ("secret/./data", 'path has a "." segment'),
+        ("secret/data/../*", 'path has a ".." segment'),
+        ("secret//data/prod", 'path has an empty segment ("//")'),
+        ("secret/+//x", 'path has an empty segment ("//")'),
+    ],
+)
+def test_entry_paths_with_dot_or_empty_segments_are_invalid(path: str, message: str) -> None:
+    """Request paths with dot or empty segments are refused before any decision, so an entry
+    declaring one would never match: it is a bad entry, not one within (or beyond) the ceiling."""
+    with pytest.raises(RarError) as info:
+        parse_authorization_details([entry(path=path)])
+    assert info.value.code == RAR_INVALID and message in info.value.message
+
+
+def test_entry_paths_lose_their_leading_slashes_as_request_paths_do() -> None:
+    for path in ("/secret/data/app", "//secret/data/app", "///secret/data/app"):
+        (e,) = parse_authorization_details([entry(path=path)])
+        assert isinstance(e, RarEntry) and e.path == "secret/data/app"
+    (glob,) = parse_authorization_details([entry(path="//*")])
+    assert isinstance(glob, RarEntry) and glob.path == "*"
+    for path in ("secret/metadata/", "secret/.hidden", "secret/..x/*", "secret/data/a.b"):
+        (ok,) = parse_authorization_details([entry(path=path)])
+        assert isinstance(ok, RarEntry) and ok.path == path
+
+
 def test_error_names_the_entry_index() -> None:
     with pytest.raises(RarError, match=r"authorization_details\[1\]"):
         parse_authorization_details([entry(), entry(capabilities=["nope"])])
@@ -176,7 +205,7 @@ def test_deny_entry_constructed_directly_denies() -> None:
 # ------------------------------------------------------------------ templates
 
 
-CTX = TemplateContext(entity_id="ent-9", entity_name="bob", metadata={"bad": "x+y"})
+CTX = TemplateContext(entity_id="ent-9", entity_name="bob", metadata={"bad": "x+y", "up": "../prod", "gap": "a//b"})
 
 
 def test_render_entry() -> None:
@@ -195,6 +224,8 @@ def test_render_entry() -> None:
         "secret/{{identity.entity.metadata.missing}}",
         "secret/{{identity.entity.metadata.bad}}",  # rendered '+' -> skipped
         "secret/{{identity.entity.aliases.acc.id}}",
+        "secret/{{identity.entity.metadata.up}}/db",  # rendered '..' segment -> skipped
+        "secret/{{identity.entity.metadata.gap}}",  # rendered empty segment -> skipped
     ],
 )
 def test_unrenderable_entries_are_skipped(path: str) -> None:

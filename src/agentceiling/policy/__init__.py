@@ -11,6 +11,7 @@ Pure functions, no I/O:
 
 from __future__ import annotations
 
+from agentceiling.policy._pattern import segment_problem
 from agentceiling.policy.acl import ACL, OPERATION_CAPABILITY, AclResult, AclRule
 from agentceiling.policy.builtins import DEFAULT_CEILING_POLICY, DEFAULT_POLICY, builtin_policies
 from agentceiling.policy.ceiling import CeilingResult, entry_within_ceiling
@@ -66,4 +67,5 @@ __all__ = [
     "parse_policy",
     "rar_allows",
     "render_entry",
+    "segment_problem",
 ]

@@ -201,6 +201,24 @@ def _list_covers(big: Sequence[Any], small: Sequence[Any]) -> bool:
     return all(any(value_pattern_covers(b, s) for b in big) for s in small)
 
 
+def _plain(value: Any) -> bool:
+    """A list element that matches one request value only: not a glob, no comma (a request string
+    is also matched element by element after splitting it at commas), not the empty string (which
+    every allowed list admits: ``""`` splits into no elements)."""
+    if not isinstance(value, str):
+        return True
+    return value != "" and "," not in value and _glob_kind(value)[0] == "literal"
+
+
+def _left_out(allowed: Sequence[Any], denied: Any) -> bool:
+    """No request value the non-empty ``allowed`` list admits is denied by the element ``denied``:
+    exact only for plain elements (see :func:`_plain`), where an admitted value is one of them, or
+    a list or comma-separated string of them; ``False`` (not proven) otherwise."""
+    if not allowed or not _plain(denied) or not all(_plain(a) for a in allowed):
+        return False
+    return not any(values_equal(a, denied) for a in allowed)
+
+
 def params_within(
     e_allowed: ParamMap,
     e_denied: ParamMap,
@@ -225,8 +243,17 @@ def params_within(
             if e_restricted and key not in e_allowed:
                 continue  # the entry never admits this parameter at all
             evals = e_denied.get(key)
-            if evals is None or not _list_covers(evals, cvals):
-                return f"ceiling denies values of parameter {key!r} that the entry does not deny"
+            if evals is not None and _list_covers(evals, cvals):
+                continue
+            avals = e_allowed.get(key, ())
+            if cvals and all(
+                (evals is not None and _list_covers(evals, (c,))) or _left_out(avals, c) for c in cvals
+            ):
+                continue  # each denied value is denied by the entry too, or never among its allowed ones
+            return (
+                f"ceiling denies values of parameter {key!r} that the entry does not deny "
+                "(nor leave out of its allowed_parameters)"
+            )
     if not c_allowed or (len(c_allowed) == 1 and "*" in c_allowed):
         return None
     if not e_allowed or (len(e_allowed) == 1 and "*" in e_allowed):

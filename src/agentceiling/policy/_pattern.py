@@ -37,6 +37,22 @@ DEAD = -1
 Item = str | int
 
 
+def segment_problem(path: str) -> str | None:
+    """What is wrong with a path that has a "." or ".." segment, or an empty one before its end
+    (leading slashes are not segments: they are stripped). Vault never serves such a request path
+    (its HTTP layer cleans it, its storage refuses parent references): a caller that cleaned it
+    after the decision would reach another path, and an entry declaring one would never match."""
+    if "." not in path and "//" not in path:
+        return None
+    segments = path.lstrip("/").split("/")
+    for i, segment in enumerate(segments):
+        if segment in (".", ".."):
+            return f'path has a "{segment}" segment; send the path as it is meant, without dot segments'
+        if not segment and i < len(segments) - 1:
+            return 'path has an empty segment ("//")'
+    return None
+
+
 def pattern_problem(pattern: str, literal: Collection[int] = ()) -> str | None:
     """Describe what is wrong with ``pattern`` (templates allowed), ``None`` when it is valid.
 

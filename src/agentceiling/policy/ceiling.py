@@ -27,9 +27,10 @@ representative is returned as ``witness_path``. Exact entries are checked direct
 automata are dropped, so the state space is roughly the overlap between the entry's pattern and
 the ceiling's patterns; ``max_states`` bounds the work (exceeding it fails closed).
 
-Parameter containment is sound but conservative: a ceiling-denied value counts as handled only
-when the entry denies it too (or never admits the parameter), not when the entry's allowed
-values merely avoid it.
+Parameter containment is sound but conservative: a ceiling-denied value counts as handled when
+the entry denies it too, never admits the parameter, or allows only plain values (no globs, no
+commas) and not that one; where a glob would have to be intersected with the entry's allowed
+values, it does not.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentceiling.policy._params import PARAM_OPERATIONS, ParamMap, check_parameters
-from agentceiling.policy._pattern import compile_pattern, pattern_problem
+from agentceiling.policy._pattern import compile_pattern, pattern_problem, segment_problem
 from agentceiling.policy.acl import OPERATION_CAPABILITY
 from agentceiling.policy.errors import RAR_INVALID, RarError
 from agentceiling.policy.templates import (
@@ -137,8 +137,8 @@ def _entry(index: int, obj: Mapping[str, Any]) -> RarEntry:
     path = obj.get("path")
     if not isinstance(path, str) or not path:
         raise _fail(index, "path must be a non-empty string")
-    pattern = path[1:] if path.startswith("/") else path
-    problem = pattern_problem(pattern)
+    pattern = path.lstrip("/")  # as a request path's leading slashes are
+    problem = pattern_problem(pattern) or segment_problem(pattern)
     if problem is None:
         try:
             validate_templates(pattern)
@@ -203,9 +203,9 @@ def render_entry(entry: RarEntry, ctx: TemplateContext | None) -> RarEntry | Non
     if not entry.templated:
         return entry
     path = render_templates(entry.path, ctx)
-    if path is not None and path.startswith("/"):
-        path = path[1:]
-    if path is None or pattern_problem(path):
+    if path is not None:
+        path = path.lstrip("/")
+    if path is None or pattern_problem(path) or segment_problem(path):
         return None
     return dataclasses.replace(entry, path=path)
 

@@ -58,6 +58,7 @@ from agentceiling.policy import (
     parse_policy,
     rar_allows,
     render_entry,
+    segment_problem,
 )
 from agentceiling.service import audit_record
 from agentceiling.service.directory import Directory, StaleDirectory
@@ -313,19 +314,6 @@ def _text(value: str) -> str:
 _BAD_NAMESPACE = re.compile(r"//|\s")
 
 
-def _segment_problem(path: str) -> str | None:
-    """What is wrong with a path that has a "." or ".." segment, or an empty one before its end:
-    Vault never serves such a path (its HTTP layer cleans it, its storage refuses parent
-    references), and a caller that cleans it after the decision would reach another path."""
-    segments = path.lstrip("/").split("/")
-    for i, segment in enumerate(segments):
-        if segment in (".", ".."):
-            return f'path has a "{segment}" segment; send the path as it is meant, without dot segments'
-        if not segment and i < len(segments) - 1:
-            return 'path has an empty segment ("//")'
-    return None
-
-
 # ---------------------------------------------------------------- the authorizer
 
 
@@ -376,7 +364,7 @@ class Authorizer:
                 )
             if len(path) > MAX_PATH_CHARS:
                 raise BadRequest("path", f"path is longer than {MAX_PATH_CHARS} characters")
-            if ("." in path or "//" in path) and (problem := _segment_problem(path)):
+            if problem := segment_problem(path):
                 raise BadRequest("path", problem)
             if operation == "list" and not path.endswith("/"):
                 # Vault's HTTP layer gives every LIST path a trailing slash before any policy sees
