@@ -73,6 +73,46 @@ def test_revocations_reach_a_cached_token_within_a_second(world: World) -> None:
     assert elapsed < BOUND, elapsed
 
 
+def test_a_counter_taken_back_by_a_restore_revives_no_cached_decision(world: World) -> None:
+    """A database restored from a backup (or a failover to a standby that lost the last commits)
+    takes the generation counter back; new writes then reach numbers the server cached decisions
+    under, with other contents: a ceiling tightened after the restore is enforced all the same."""
+    import sqlalchemy as sa
+
+    from agentceiling.store import repo
+    from agentceiling.store.db import Database, sqlite_url
+
+    w, idp = world, world.idp
+    w.agent("restored")
+    tok = idp.token("restored", [path_access(PATH, "read")])
+    time.sleep(2 * BOUND)  # the server has seen the last write: what it caches now is tagged with it
+    for _ in range(3):  # seen and cached
+        assert w.authorize(tok, PATH, "read").code == "ALLOWED"
+    db = Database(w.server.database_url or sqlite_url(w.server.data_dir))
+
+    def counter() -> int:
+        with db.read() as conn:
+            return repo.generation(conn)
+
+    def set_counter(n: int) -> None:
+        gen = repo.meta.c.key == repo.GENERATION
+        db.write(lambda conn: conn.execute(sa.update(repo.meta).where(gen).values(value=n)))
+
+    cached = counter()
+    try:
+        set_counter(cached - 3)  # the restore
+        time.sleep(2 * BOUND)  # the server has seen it
+        w.cc.policy("restored-ceiling", NARROW)
+        assert counter() == cached - 2
+        set_counter(cached)  # two more writes, elsewhere
+        time.sleep(2 * BOUND)
+        r = w.authorize(tok, PATH, "read")
+        assert r.code == "CEILING_EXCEEDED", r.reason
+    finally:
+        set_counter(max(counter(), cached) + 1)  # onwards, for the module's other tests
+        db.dispose()
+
+
 # ---------------------------------------------------------------- separately deployed replicas
 
 

@@ -91,6 +91,57 @@ def test_directory_is_fresh_only_while_the_generation_is_read_in_time(tmp_path: 
         d.close()
 
 
+def test_directory_view_changes_when_the_counter_goes_back_or_a_read_failed(tmp_path: Any) -> None:
+    """A restored database takes the counter back, and new writes take it up to numbers cached
+    before, with other contents: nothing cached under the old number may be reused. Nor after a
+    read that failed (what happened meanwhile is unknown)."""
+    import sqlalchemy as sa
+
+    from agentceiling.service.directory import Directory
+    from agentceiling.store import migrate, repo
+    from agentceiling.store.db import Database, sqlite_url
+
+    db = Database(sqlite_url(tmp_path))
+    migrate.upgrade(db)
+
+    def set_generation(n: int) -> None:
+        def run(conn: Any) -> None:
+            repo.bump_generation(conn)
+            conn.execute(sa.update(repo.meta).where(repo.meta.c.key == repo.GENERATION).values(value=n))
+
+        db.write(run)
+
+    d = Directory(db, poll_interval=3600)
+    try:
+        set_generation(10)
+        d.refresh()
+        cached = d.view
+        assert d.memo(("k",), lambda: "before the restore") == "before the restore"
+        set_generation(7)  # restored from a backup
+        d.refresh()
+        assert (d.generation, d.view != cached) == (7, True)
+        set_generation(10)  # new writes reach the cached number again
+        d.refresh()
+        assert (d.generation, d.view != cached) == (10, True)
+        assert d.memo(("k",), lambda: "after") == "after"
+        same = d.view
+        d.refresh()
+        assert d.view == same  # an unchanged counter keeps the view (and the cache)
+        db.dispose()
+        live = tmp_path / "agentceiling.db"
+        live.rename(tmp_path / "moved.db")
+        live.mkdir()  # reads fail
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+            d.refresh()
+        live.rmdir()
+        (tmp_path / "moved.db").rename(live)
+        d.refresh()
+        assert (d.generation, d.view != same) == (10, True)
+        assert d.memo(("k",), lambda: "after the gap") == "after the gap"
+    finally:
+        d.close()
+
+
 def test_tokens_glued_to_text_or_with_spaced_headers_are_redacted() -> None:
     """A token right after other text (``x_<token>``), or whose header JSON starts with a space or
     a newline (base64url ``eyAi``, ``ewo``), is still a token: redacted, and refused by the log."""

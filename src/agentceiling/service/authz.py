@@ -20,9 +20,9 @@ Hot path. The work splits in three stages with their own caches:
 2. *context* (subject, actor, registration, parsed and rendered RAR, the ceiling check of every
    declared entry, the two ACLs, or the refusal), keyed by (namespace, issuer, subject, actor,
    declared authorization_details) -- shared by all the tokens an agent is issued for the same
-   task -- built from the directory and tagged with the directory generation it was built in: a
-   control-plane change anywhere bumps the generation, and a context of an older generation is
-   rebuilt;
+   task -- built from the directory and tagged with the directory's view it was built in: a
+   control-plane change anywhere bumps the generation counter, which starts a new view (so does
+   the counter going back, after a restore), and a context of another view is rebuilt;
 3. the per-request check (RAR match, subject ACL, ceiling ACL), memoised per context for
    requests without parameters.
 
@@ -171,10 +171,10 @@ class _TokenFacts:
 @dataclass(slots=True)
 class _Context:
     """Everything that depends on the directory for one (issuer, subject, actor, declared
-    authorization_details) in one namespace, for one directory generation. Shared by every token
+    authorization_details) in one namespace, for one directory view. Shared by every token
     that agrees on those (an agent's successive tokens differ in jti, iat and exp only)."""
 
-    generation: int
+    view: int
     rar_audit_json: str
     """The declared authorization_details as the audit records them (scrubbed, canonical JSON)."""
     subject: Entity | None = None
@@ -499,11 +499,11 @@ class Authorizer:
 
     def _context(self, namespace: str, profile: Profile, facts: _TokenFacts) -> _Context:
         key = facts.context_key
-        generation = self.directory.generation  # read BEFORE building: see the module docstring
+        view = self.directory.view  # read BEFORE building: see the module docstring
         ctx: _Context | None = self._contexts.get(key)
-        if ctx is not None and ctx.generation == generation:
+        if ctx is not None and ctx.view == view:
             return ctx
-        ctx = self._build_context(namespace, profile, facts.token, generation)
+        ctx = self._build_context(namespace, profile, facts.token, view)
         self._contexts.put(key, ctx)
         return ctx
 
@@ -548,9 +548,9 @@ class Authorizer:
 
         return self.directory.memo(("acl", namespace, tuple(names), entity.id), load)
 
-    def _build_context(self, namespace: str, profile: Profile, token: ValidatedToken, generation: int) -> _Context:
+    def _build_context(self, namespace: str, profile: Profile, token: ValidatedToken, view: int) -> _Context:
         raw = token.authorization_details
-        ctx = _Context(generation=generation, rar_audit_json=_rar_audit_json(raw, token.has_authorization_details))
+        ctx = _Context(view=view, rar_audit_json=_rar_audit_json(raw, token.has_authorization_details))
         try:
             self._fill_context(ctx, namespace, profile, token)
         except Refusal as refusal:

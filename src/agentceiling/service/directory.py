@@ -5,6 +5,12 @@ moves (every control-plane write bumps it in its own transaction). A poller read
 ``poll_interval`` seconds, so a change made through any replica is enforced by every replica within
 about that interval (the design target is 1 s; the default poll is 0.25 s).
 
+The counter is compared for equality, not order, and the cache is tagged with a *view* number of
+this process's own that changes whenever the counter is seen to change in either direction, or is
+read again after a failed read. A database restored from a backup, or a failover to a standby that
+lost the last commits, takes the counter back; new writes then take it up to numbers this replica
+has cached under, with other contents: under a new view, nothing cached before is reused.
+
 Fail closed: the cache is only used while the counter was read successfully within
 ``max_staleness`` seconds (1 s by default). When the poller is merely late, the deciding thread
 reads the counter itself; when the read fails or hangs (the database is down or cut off), the
@@ -13,6 +19,7 @@ off from the database refuses rather than keep honouring what may have been revo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -35,6 +42,8 @@ _MISSING = object()
 @dataclass
 class _Generation:
     number: int
+    view: int
+    """This process's tag for one uninterrupted observation of ``number`` (see the module docstring)."""
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     misses: dict[tuple[Any, ...], None] = field(default_factory=dict)
     """Lookups that found nothing, kept apart and few: their keys come from unverified tokens
@@ -70,7 +79,9 @@ class Directory:
         self._clock = clock
         self._refreshing = threading.Lock()  # one counter read at a time (poller or a deciding thread)
         self._confirmed = clock()
-        self._gen = _Generation(self._read_generation())
+        self._views = itertools.count(1)
+        self._gap = False  # a read failed since the last successful one
+        self._gen = _Generation(self._read_generation(), next(self._views))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="directory-poller", daemon=True)
@@ -95,9 +106,14 @@ class Directory:
 
     def _refresh(self) -> int:
         started = self._clock()
-        number = self._read_generation()
-        if number != self._gen.number:
-            self._gen = _Generation(number)
+        try:
+            number = self._read_generation()
+        except BaseException:
+            self._gap = True  # what happened meanwhile is unknown: the next read starts a new view
+            raise
+        if number != self._gen.number or self._gap:
+            self._gen = _Generation(number, next(self._views))
+            self._gap = False
         self._confirmed = max(self._confirmed, started)  # current as of when the read began
         return number
 
@@ -122,7 +138,14 @@ class Directory:
 
     @property
     def generation(self) -> int:
+        """The database's generation counter, as last read."""
         return self._gen.number
+
+    @property
+    def view(self) -> int:
+        """Tag for what is cached now: a cache entry made under another view is out of date
+        (the counter moved, either way, or a failed read left a gap)."""
+        return self._gen.view
 
     def close(self) -> None:
         self._stop.set()
