@@ -259,3 +259,69 @@ def test_a_server_cut_off_from_its_database_refuses_instead_of_trusting_its_cach
     finally:
         srv.stop()
         idp.close()
+
+
+def test_a_stuck_writer_holding_the_generation_row_neither_hangs_writes_nor_starves_decisions(
+    own_pg: Any, tmp_path: Any
+) -> None:
+    """Every write ends by updating the one generation row. A transaction left open on it (its
+    client cut off mid-write) used to stop every write of every replica for good, and, once the
+    blocked writes held all the pooled connections of an all-in-one server, its decisions too.
+    Writes now fail within the lock timeout, the server ends such sessions of its own, and the
+    authorization endpoint reads through connections of its own."""
+    import sqlalchemy as sa
+
+    from agentceiling.store.db import LOCK_TIMEOUT_MS, Database
+
+    url = own_pg.cluster.create_database()
+    srv = start_role(tmp_path / "all", url, "all")
+    idp = Idp()
+    holder = sa.create_engine(url)  # a plain client, without the server's settings
+    try:
+        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
+        tok = idp.token(name, [path_access(PATH, "read")])
+
+        def code() -> str:
+            return authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace).code
+
+        assert code() == "ALLOWED" and code() == "ALLOWED"
+        ours = Database(url)
+        with ours.read() as conn:
+            names = ("lock_timeout", "idle_in_transaction_session_timeout")
+            settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
+        ours.dispose()
+        assert settings == {"lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min"}, settings
+
+        with holder.connect() as stuck:
+            stuck.begin()
+            stuck.execute(sa.text("UPDATE meta SET value = value + 1 WHERE key = 'generation'"))
+            results: list[tuple[str, float]] = []
+
+            def write(i: int) -> None:
+                t = time.monotonic()
+                try:
+                    cc.policy(f"{name}-extra-{i}", ACCESS)
+                    results.append(("OK", time.monotonic() - t))
+                except grpc.RpcError as exc:
+                    results.append((exc.code().name, time.monotonic() - t))
+
+            writers = [threading.Thread(target=write, args=(i,)) for i in range(30)]
+            for t in writers:
+                t.start()
+            time.sleep(2)  # the writes are all waiting for the row: the decisions go on
+            assert [code() for _ in range(5)] == ["ALLOWED"] * 5
+            for t in writers:
+                t.join(timeout=60)
+            assert len(results) == 30
+            # Each write fails once it has waited the lock timeout, after waiting for a pooled
+            # connection (20 per server) behind the writes ahead of it, or for 30 s at most.
+            limit = max(3 * LOCK_TIMEOUT_MS / 1000, 30) + 10
+            assert all(c == "UNAVAILABLE" and s < limit for c, s in results), sorted(results, key=lambda r: -r[1])[:3]
+            stuck.rollback()
+        cc.policy(f"{name}-after", ACCESS)  # writes work again at once
+        assert code() == "ALLOWED"
+        assert "Traceback" not in srv.log()
+    finally:
+        holder.dispose()
+        srv.stop()
+        idp.close()

@@ -133,8 +133,18 @@ def database_unavailable(exc: BaseException) -> bool:
     if sqlstate is None:  # no server answer: connection refused, DNS, timeout, SQLite I/O
         return True
     # 08: connection exception; 53: insufficient resources; 57P01-57P05: shutdown, cannot connect
-    # now, idle timeouts; 58: system error (I/O).
-    return sqlstate[:2] in ("08", "53", "58") or sqlstate in ("57P01", "57P02", "57P03", "57P04", "57P05")
+    # now, idle timeouts; 58: system error (I/O); 55P03: a lock not granted within the lock
+    # timeout (store/db.py: something holds it stuck); 25P03: our session ended by the server for
+    # idling in a transaction.
+    return sqlstate[:2] in ("08", "53", "58") or sqlstate in (
+        "57P01",
+        "57P02",
+        "57P03",
+        "57P04",
+        "57P05",
+        "55P03",
+        "25P03",
+    )
 
 
 def abort_with_status(context: grpc.ServicerContext, status: grpc.Status) -> None:

@@ -69,14 +69,19 @@ def build_authz(
     from agentceiling.service.authz import Authorizer
     from agentceiling.service.directory import Directory
     from agentceiling.store.audit_writer import AuditWriter
+    from agentceiling.store.db import Database
     from agentceiling.tokens import KeySourceRegistry, TokenValidator
     from agentceiling.tokens.validator import DEFAULT_MAX_LIFETIME
 
     # The log is written by a process of its own (store/audit_writer.py); it holds the lock.
     audit = AuditWriter.start(audit_log_path(cfg.data_dir), rotate_bytes=cfg.audit_rotate_bytes, timeout=AUDIT_TIMEOUT)
+    # Connections of the endpoint's own: control-plane calls blocked on the database (a lock held
+    # by a stuck writer, say) cannot take the ones the directory needs to confirm its counter.
+    own_db = Database(db.url.render_as_string(hide_password=False), pool_size=4)
     try:
-        directory = Directory(db, poll_interval=_poll_interval())
+        directory = Directory(own_db, poll_interval=_poll_interval())
     except BaseException:
+        own_db.dispose()
         audit.close()
         raise
     validator = TokenValidator(KeySourceRegistry(), max_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME)
@@ -114,6 +119,7 @@ def build_authz(
     def close() -> None:
         blocking.shutdown(wait=False, cancel_futures=True)
         directory.close()
+        own_db.dispose()
         audit.close(AUDIT_TIMEOUT)
 
     return register, close

@@ -46,6 +46,40 @@ class DatabaseURLError(ValueError):
 _ASYNC_DRIVERS = frozenset({"asyncpg", "aiosqlite", "psycopg_async", "pysqlite_async"})
 
 
+#: Longest wait of a PostgreSQL statement for a lock (``lock_timeout``). Every write ends by
+#: updating the one generation row, so a transaction left open while holding it (its client cut
+#: off mid-write) would otherwise stop every write of every replica; past this wait a write fails
+#: (UNAVAILABLE, "retry later") instead of hanging. Migrations wait for their lock as long as it takes.
+LOCK_TIMEOUT_MS = 10_000
+#: The server ends a session of ours idle inside a transaction this long
+#: (``idle_in_transaction_session_timeout``): the transaction of a client that vanished mid-write,
+#: and the locks it holds, go away. Ours never pause that long inside a transaction.
+IDLE_IN_TRANSACTION_MS = 60_000
+
+
+def _postgresql_connect_args(url: sa.URL) -> dict[str, Any]:
+    """libpq connection parameters: the URL's own win (``options`` are appended after ours, so a
+    ``-c`` setting in the URL overrides ours)."""
+    args: dict[str, Any] = {
+        "connect_timeout": 10,
+        # A server (or a network path) that vanished without a word, a partition or a dropped
+        # NAT entry, is noticed within about a minute, not the kernel's 15 minutes (unacknowledged
+        # data) or 2 hours (an idle connection).
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 60_000,
+    }
+    for key in list(args):
+        if key in url.query:
+            del args[key]
+    ours = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    theirs = url.query.get("options")
+    args["options"] = f"{ours} {theirs}" if isinstance(theirs, str) and theirs else ours
+    return args
+
+
 class Database:
     """An engine plus the transaction discipline the service relies on.
 
@@ -83,7 +117,7 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 10
             kwargs["pool_pre_ping"] = True
-            kwargs["connect_args"] = {"connect_timeout": 10}
+            kwargs["connect_args"] = _postgresql_connect_args(self.url)
         try:
             self.engine: Engine = sa.create_engine(self.url, **kwargs)
         except ImportError as exc:  # the DBAPI module of the URL's driver
@@ -158,7 +192,9 @@ class Database:
             text = str(exc.orig).lower()
             return "locked" in text or "busy" in text
         code = getattr(exc.orig, "sqlstate", None)
-        return code in ("40001", "40P01", "55P03")
+        # Not 55P03 (lock_not_available): a lock held past LOCK_TIMEOUT_MS is held by something
+        # stuck, and waiting for it again would only multiply the wait.
+        return code in ("40001", "40P01")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -85,6 +85,7 @@ def _migration_transaction(db: Database) -> Iterator[Connection]:
         with db.engine.connect() as conn:
             conn.execution_options(isolation_level="READ COMMITTED")
             with conn.begin():
+                conn.execute(sa.text("SET LOCAL lock_timeout = 0"))  # wait for another replica's migration
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                 yield conn
         return
