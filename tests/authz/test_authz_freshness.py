@@ -325,3 +325,102 @@ def test_a_stuck_writer_holding_the_generation_row_neither_hangs_writes_nor_star
         holder.dispose()
         srv.stop()
         idp.close()
+
+
+class _Blackhole:
+    """A TCP proxy on loopback whose existing connections can be made to swallow everything: the
+    sockets stay open and acknowledged, nothing gets through (what a middlebox that lost the flow,
+    or a hung server, looks like). Connections made afterwards pass."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self._target = ("127.0.0.1", port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._flows: list[dict[str, Any]] = []
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self._target)
+            except OSError:
+                return
+            flow = {"hole": False, "socks": (client, server)}
+            with self._lock:
+                self._flows.append(flow)
+            threading.Thread(target=self._pump, args=(flow,), daemon=True).start()
+
+    def _pump(self, flow: dict[str, Any]) -> None:
+        import select
+
+        client, server = flow["socks"]
+        watch = [client, server]
+        try:
+            while watch and not self._stopped:
+                ready, _, _ = select.select(watch, [], [], 0.2)
+                for src in ready:
+                    data = src.recv(65536)
+                    if not data:
+                        if flow["hole"]:
+                            watch.remove(src)
+                            continue
+                        return
+                    if not flow["hole"]:
+                        (server if src is client else client).sendall(data)
+        except OSError:
+            return
+
+    def swallow_existing(self) -> int:
+        with self._lock:
+            for flow in self._flows:
+                flow["hole"] = True
+            return len(self._flows)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._listener.close()
+        with self._lock:
+            for flow in self._flows:
+                for sock in flow["socks"]:
+                    sock.close()
+
+
+def test_a_counter_read_that_never_answers_does_not_stop_decisions_for_good(own_pg: Any, tmp_path: Any) -> None:
+    """Every connection the server has goes silent (requests taken, never answered), while new ones
+    work. The counter read under way would wait for the kernel to give up (minutes), and every
+    decision meanwhile was UNAVAILABLE, with no end: a read left waiting STUCK_READ_SECONDS no
+    longer holds up the next one, which uses new connections."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from agentceiling.service.directory import STUCK_READ_SECONDS
+
+    direct = own_pg.cluster.create_database()
+    proxy = _Blackhole(own_pg.port)
+    parts = urlsplit(direct)
+    via = urlunsplit(parts._replace(netloc=f"postgres@127.0.0.1:{proxy.port}"))
+    srv = start_role(tmp_path / "all", via, "all")
+    idp = Idp()
+    try:
+        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
+        tok = idp.token(name, [path_access(PATH, "read")])
+
+        def code() -> str:
+            return authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace).code
+
+        assert code() == "ALLOWED" and code() == "ALLOWED"
+        assert proxy.swallow_existing() > 0
+        eventually(lambda: code() == "UNAVAILABLE", timeout=10, interval=0.05)
+        back = eventually(lambda: code() == "ALLOWED", timeout=STUCK_READ_SECONDS + 20, interval=0.2)
+        assert back < STUCK_READ_SECONDS + 15, back
+        assert "trying new connections" in srv.log()
+    finally:
+        srv.stop()
+        proxy.close()
+        idp.close()

@@ -52,6 +52,10 @@ class _Generation:
 
 #: Remembered lookups that found nothing, per generation (then the oldest half is dropped).
 MAX_MISSES = 4096
+#: Seconds after which a counter read still waiting for its answer no longer holds up the next one.
+STUCK_READ_SECONDS = 5.0
+#: Reads left waiting at most; past that no new one starts until one of them ends.
+MAX_STUCK_READS = 3
 
 
 class StaleDirectory(Exception):
@@ -77,7 +81,9 @@ class Directory:
         self.max_entries = max_entries
         self.max_staleness = max(1.0, 3 * poll_interval) if max_staleness is None else max_staleness
         self._clock = clock
-        self._refreshing = threading.Lock()  # one counter read at a time (poller or a deciding thread)
+        self._state = threading.Lock()
+        self._in_flight: list[float] = []  # when each counter read still waiting for its answer began
+        self._applied = float("-inf")  # when the newest read whose answer counted began
         self._confirmed = clock()
         self._views = itertools.count(1)
         self._gap = False  # a read failed since the last successful one
@@ -95,43 +101,74 @@ class Directory:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_interval):
+            started = self._begin_read()
+            if started is None:
+                continue  # another read is under way
             try:
-                self.refresh()
+                self._read(started)
             except Exception as exc:  # the next poll retries; meanwhile ensure_fresh fails closed
                 log.warning("could not read the generation counter: %s", exc)
 
     def refresh(self) -> int:
-        with self._refreshing:
-            return self._refresh()
-
-    def _refresh(self) -> int:
+        """Read the counter now (whatever other reads are under way) and return it."""
         started = self._clock()
+        with self._state:
+            self._in_flight.append(started)
+        return self._read(started)
+
+    def _begin_read(self) -> float | None:
+        """Register a new read, unless one is under way: one at a time, but a read that has not
+        answered for ``STUCK_READ_SECONDS`` is left behind (a server or network path that takes
+        requests and never answers, or drops them before TCP notices, would otherwise stop every
+        read until the kernel gives up on the connection), up to ``MAX_STUCK_READS`` of them."""
+        now = self._clock()
+        with self._state:
+            stuck = bool(self._in_flight)
+            if stuck and (now - max(self._in_flight) < STUCK_READ_SECONDS or len(self._in_flight) > MAX_STUCK_READS):
+                return None
+            self._in_flight.append(now)
+        if stuck:
+            log.warning(
+                "the generation counter has not been read for %.0f s (a read is still waiting for the "
+                "database's answer); trying new connections",
+                now - self._confirmed,
+            )
+            # The pooled connections may all be as dead as the stuck one's (checking them takes as
+            # long): a new pool; connections in use go on, and are closed when they come back.
+            self.db.engine.dispose(close=False)
+        return now
+
+    def _read(self, started: float) -> int:
         try:
             number = self._read_generation()
         except BaseException:
-            self._gap = True  # what happened meanwhile is unknown: the next read starts a new view
+            with self._state:
+                self._in_flight.remove(started)
+                self._gap = True  # what happened meanwhile is unknown: the next read starts a new view
             raise
-        if number != self._gen.number or self._gap:
-            self._gen = _Generation(number, next(self._views))
-            self._gap = False
-        self._confirmed = max(self._confirmed, started)  # current as of when the read began
+        with self._state:
+            self._in_flight.remove(started)
+            if started > self._applied:  # not an answer older than one already counted
+                self._applied = started
+                if number != self._gen.number or self._gap:
+                    self._gen = _Generation(number, next(self._views))
+                    self._gap = False
+                self._confirmed = max(self._confirmed, started)  # current as of when the read began
         return number
 
     def ensure_fresh(self) -> None:
         """Raise :class:`StaleDirectory` unless the counter was read within ``max_staleness``
         seconds. A late poller is covered by reading the counter here; a read already in progress
-        (perhaps hanging on a database that is gone) is not waited for."""
+        is not waited for (unless it looks stuck: see :meth:`_begin_read`)."""
         if self._clock() - self._confirmed <= self.max_staleness:
             return
         check_may_block("reading the generation counter")
-        if self._refreshing.acquire(blocking=False):
+        started = self._begin_read()
+        if started is not None:
             try:
-                if self._clock() - self._confirmed > self.max_staleness:
-                    self._refresh()
+                self._read(started)
             except Exception as exc:
                 log.warning("could not read the generation counter: %s", exc)
-            finally:
-                self._refreshing.release()
         age = self._clock() - self._confirmed
         if age > self.max_staleness:
             raise StaleDirectory(age)
