@@ -253,7 +253,9 @@ def test_a_server_cut_off_from_its_database_refuses_instead_of_trusting_its_cach
         assert waited < BOUND + 1.0, waited  # the staleness bound (1 s), plus a failing poll
         r = authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace)
         assert (r.allowed, r.code) == (False, "UNAVAILABLE") and "database" in r.reason, r.reason
+        eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
         own_pg.start()
+        eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.SERVING, timeout=30)
         eventually(lambda: code() == "ALLOWED", timeout=30, interval=0.2)
         assert "Traceback" not in srv.log()
     finally:
@@ -417,8 +419,14 @@ def test_a_counter_read_that_never_answers_does_not_stop_decisions_for_good(own_
         assert code() == "ALLOWED" and code() == "ALLOWED"
         assert proxy.swallow_existing() > 0
         eventually(lambda: code() == "UNAVAILABLE", timeout=10, interval=0.05)
-        back = eventually(lambda: code() == "ALLOWED", timeout=STUCK_READ_SECONDS + 20, interval=0.2)
+        # Health says so (load balancers send agents elsewhere), and comes back with no agent's
+        # call to drive it.
+        eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
+        assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING  # the control plane's
+        serving = health_pb2.HealthCheckResponse.SERVING
+        back = eventually(lambda: _health(srv.authz_address) == serving, timeout=STUCK_READ_SECONDS + 20, interval=0.2)
         assert back < STUCK_READ_SECONDS + 15, back
+        assert code() == "ALLOWED"
         assert "trying new connections" in srv.log()
     finally:
         srv.stop()

@@ -95,15 +95,41 @@ def build_authz(
     # Decisions that need the database or a JWKS fetch run here, not on the event loop.
     blocking = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
 
+    # Why no decision can be made now ("audit", "directory"): while there is a reason, health
+    # checks say NOT_SERVING, so that load balancers stop sending agents here.
+    unhealthy: set[str] = set()
+
+    def set_unhealthy(reason: str, bad: bool) -> None:
+        was = bool(unhealthy)
+        if bad:
+            unhealthy.add(reason)
+        else:
+            unhealthy.discard(reason)
+        if bool(unhealthy) != was or (bad and reason == "audit"):
+            for mark in health:
+                mark(not unhealthy)
+
     def on_audit_failure() -> None:
-        # No decision can be made (for now): health checks say so, so load balancers stop sending
-        # agents here.
-        for mark in health:
-            mark(False)
+        set_unhealthy("audit", True)
 
     def on_audit_recovery() -> None:  # the audit disk hung for a while, and is back
-        for mark in health:
-            mark(True)
+        set_unhealthy("audit", False)
+
+    watch: list[asyncio.TimerHandle] = []
+
+    def watch_directory() -> None:
+        # On the event loop, every half second: a directory that cannot confirm its counter answers
+        # every decision UNAVAILABLE; say so, and start a read when the poller's is overdue (with no
+        # agents sent here meanwhile, nothing else would).
+        stale = directory.is_stale()
+        if stale:
+            directory.kick()
+        if stale != ("directory" in unhealthy):
+            log.warning(
+                "the directory %s", "cannot confirm it is current: NOT_SERVING" if stale else "is current again"
+            )
+            set_unhealthy("directory", stale)
+        watch[:] = [asyncio.get_running_loop().call_later(0.5, watch_directory)]
 
     def register(
         server: grpc.aio.Server, mark_health: Callable[[bool], None], on_hangup: Callable[[Hook], None]
@@ -113,10 +139,13 @@ def build_authz(
         on_hangup(rotate)
         audit.bind(asyncio.get_running_loop(), on_audit_failure, on_audit_recovery)
         services = api.register(server, authorizer, audit, blocking)
+        watch_directory()
         tune_gc()  # last thing before serving
         return services
 
     def close() -> None:
+        for handle in watch:
+            handle.cancel()
         blocking.shutdown(wait=False, cancel_futures=True)
         directory.close()
         own_db.dispose()

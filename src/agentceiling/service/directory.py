@@ -104,10 +104,7 @@ class Directory:
             started = self._begin_read()
             if started is None:
                 continue  # another read is under way
-            try:
-                self._read(started)
-            except Exception as exc:  # the next poll retries; meanwhile ensure_fresh fails closed
-                log.warning("could not read the generation counter: %s", exc)
+            self._read_logged(started)  # on failure the next poll retries; ensure_fresh fails closed
 
     def refresh(self) -> int:
         """Read the counter now (whatever other reads are under way) and return it."""
@@ -165,13 +162,30 @@ class Directory:
         check_may_block("reading the generation counter")
         started = self._begin_read()
         if started is not None:
-            try:
-                self._read(started)
-            except Exception as exc:
-                log.warning("could not read the generation counter: %s", exc)
+            self._read_logged(started)
         age = self._clock() - self._confirmed
         if age > self.max_staleness:
             raise StaleDirectory(age)
+
+    def is_stale(self) -> bool:
+        """Whether the counter was last confirmed more than ``max_staleness`` seconds ago (every
+        decision is then refused until a read succeeds)."""
+        return self._clock() - self._confirmed > self.max_staleness
+
+    def kick(self) -> None:
+        """From a thread that must not wait (the event loop): when the counter is overdue, start a
+        read in a thread of its own, if no read is under way (or the one under way is stuck)."""
+        if not self.is_stale():
+            return
+        started = self._begin_read()
+        if started is not None:
+            threading.Thread(target=self._read_logged, args=(started,), name="directory-read", daemon=True).start()
+
+    def _read_logged(self, started: float) -> None:
+        try:
+            self._read(started)
+        except Exception as exc:
+            log.warning("could not read the generation counter: %s", exc)
 
     @property
     def generation(self) -> int:
