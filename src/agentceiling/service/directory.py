@@ -145,7 +145,7 @@ class Directory:
             raise
         with self._state:
             self._in_flight.remove(started)
-            if started > self._applied:  # not an answer older than one already counted
+            if started >= self._applied:  # not an answer older than one already counted
                 self._applied = started
                 if number != self._gen.number or self._gap:
                     self._gen = _Generation(number, next(self._views))
