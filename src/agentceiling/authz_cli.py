@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentceiling.ca_bundle import ca_bundle_problem
+
 #: Longest --timeout accepted (an hour): gRPC deadlines and sleeps need a finite, sane number.
 MAX_TIMEOUT = 3600.0
 
@@ -130,7 +132,13 @@ def dial(address: str, ca_cert: Path | str | None) -> Any:
     except OSError as exc:
         print(f"agentceiling: cannot read the CA bundle {ca_cert}: {exc.strerror or exc}", file=sys.stderr)
         return None
+    problem = ca_bundle_problem(ca)
+    if problem:
+        print(f"agentceiling: --ca-cert {ca_cert}: {problem}", file=sys.stderr)
+        return None
     return grpc.secure_channel(address, grpc.ssl_channel_credentials(ca))
+
+
 
 
 def _authorize(args: argparse.Namespace) -> int:
@@ -144,6 +152,9 @@ def _authorize(args: argparse.Namespace) -> int:
     limit = 64 * 1024  # far above any token (the endpoint refuses tokens over 8 KiB)
     try:
         if str(args.token_file) == "-":
+            if sys.stdin is None:  # started with its standard input closed
+                print(f"agentceiling: cannot read the token file {shown}: standard input is closed", file=sys.stderr)
+                return 2
             raw = sys.stdin.buffer.read(limit + 1)
         else:
             with open(args.token_file, "rb") as f:

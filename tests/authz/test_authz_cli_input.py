@@ -207,3 +207,41 @@ def test_a_token_file_is_read_only_up_to_64_kib(tmp_path: Path) -> None:
     assert "longer than 64 KiB" in _error(_cli("authorize", "--token-file", str(big), "--address", _dead()))
     line = _error(_cli("authorize", "--token-file", "-", "--address", _dead(), stdin=b"b" * (200 * 1024)))
     assert "longer than 64 KiB" in line, line
+
+
+def test_authorize_with_its_standard_input_closed_names_it(token: Path) -> None:
+    run = subprocess.run(  # started with no file descriptor 0 at all (`<&-` in a shell)
+        [sys.executable, "-m", "agentceiling.cli",
+         "authorize", "--token-file", "-", "--path", "a", "--operation", "read", "--address", _dead()],
+        capture_output=True, env=ENV, timeout=60, check=False, text=True, preexec_fn=lambda: os.close(0),
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().endswith("cannot read the token file - (stdin): standard input is closed")
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n", b"not a certificate\n", b"-----BEGIN CERTIFICATE-----\nAAAA\n"])
+def test_a_ca_bundle_without_a_certificate_is_refused_not_widened(token: Path, tmp_path: Path, content: bytes) -> None:
+    """gRPC takes an empty bundle for "trust the default roots": a wider trust than the one named."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(content)
+    says = "no CA certificate to trust" if not content.strip() else "not a PEM certificate bundle"
+    line = _error(
+        _cli("authorize", "--token-file", str(token), "--path", "a", "--operation", "read", "--address", _dead(),
+             "--ca-cert", str(ca))
+    )
+    assert line.startswith(f"agentceiling: --ca-cert {ca}: ") and says in line, line
+    run = subprocess.run(
+        [sys.executable, "-m", "agentceiling.cli", "status", "--address", _dead(), "--ca-cert", str(ca)],
+        capture_output=True, env={**ENV, "VAULT_TOKEN": "x"}, timeout=60, check=False, text=True,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().startswith(f"agentceiling: --ca-cert {ca}: ") and says in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("command", ["verify", "tail", "anchor", "rotate"])
+def test_audit_commands_on_a_data_dir_that_is_a_file_find_no_log(tmp_path: Path, command: str) -> None:
+    """Exit 2 (no log there), never `verify`'s 1, which says records were edited or removed."""
+    not_a_dir = tmp_path / "datafile"
+    not_a_dir.write_text("x")
+    line = _error(_cli("audit", command, "--data-dir", str(not_a_dir)))
+    assert line == f"agentceiling: no audit log at {not_a_dir}/audit/audit.log", line

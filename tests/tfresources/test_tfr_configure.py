@@ -138,6 +138,23 @@ def test_tls_with_ca_and_with_skip_verify(servers: tuple[Server, Server, Path],
     assert tls.address in _only_error(diags)
 
 
+def test_an_empty_or_garbage_ca_bundle_is_refused_not_widened(servers: tuple[Server, Server, Path],
+                                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """gRPC takes an empty bundle for "trust the default roots": a wider trust than the one named."""
+    _, tls, _ = servers
+    (tmp_path / "empty.pem").write_bytes(b"")
+    (tmp_path / "garbage.pem").write_bytes(b"not a certificate\n")
+    (tmp_path / "cas").mkdir()
+    for kw, attr, says in (
+        ({"ca_cert_file": str(tmp_path / "empty.pem")}, "ca_cert_file", "no CA certificate to trust"),
+        ({"ca_cert_file": str(tmp_path / "garbage.pem")}, "ca_cert_file", "not a PEM certificate bundle"),
+        ({"ca_cert_dir": str(tmp_path / "cas")}, "ca_cert_dir", "no CA certificate to trust"),
+    ):
+        client, diags = _configure(monkeypatch, {"VAULT_TOKEN": tls.token}, address=f"https://{tls.address}", **kw)
+        assert client is None
+        assert says in _only_error(diags) and diags.items[0].path == (attr,), diags.items
+
+
 def test_failures_are_one_diagnostic_each(servers: tuple[Server, Server, Path],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     plain, tls, _ = servers

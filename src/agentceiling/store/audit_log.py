@@ -287,7 +287,7 @@ def segment_paths(path: Path) -> list[Path]:
     found: list[tuple[int, Path]] = []
     try:
         entries = list(path.parent.iterdir())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no log there (a --data-dir that is a file)
         return []
     for entry in entries:
         m = pattern.fullmatch(entry.name)

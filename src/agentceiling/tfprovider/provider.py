@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agentceiling.ca_bundle import ca_bundle_problem
 from agentceiling.tfprovider.client import (
     DEFAULT_ADDRESS,
     DEFAULT_CONNECT_TIMEOUT,
@@ -419,6 +420,13 @@ def _load_tls_files(config: dict[str, Any], settings: ClientSettings, diags: Dia
             "Cannot read the CA certificate", f"{exc}", ("ca_cert_file",) if ca_file else ("ca_cert_dir",)
         )
         return False
+    if ca_file or ca_dir:
+        problem = ca_bundle_problem(bundle)
+        if problem:
+            where = f"ca_cert_file {ca_file}" if ca_file else f"ca_cert_dir {ca_dir} (its .pem, .crt and .cer files)"
+            attr = ("ca_cert_file",) if ca_file else ("ca_cert_dir",)
+            diags.error("Unusable CA certificate", f"{where}: {problem}", attr)
+            return False
     settings.ca_cert_pem = bundle or None
     auth = (config.get("client_auth") or [None])[0]
     cert_file = (auth or {}).get("cert_file") or _env("VAULT_CLIENT_CERT")
