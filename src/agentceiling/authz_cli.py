@@ -46,7 +46,8 @@ def client_address(text: str) -> str:
 
 
 def _default_data_dir() -> Path:
-    return Path(os.environ.get("AGENTCEILING_DATA_DIR") or Path.home() / ".agentceiling" / "data").expanduser()
+    value = os.environ.get("AGENTCEILING_DATA_DIR", "")  # empty or blank: unset
+    return Path(value if value.strip() else Path.home() / ".agentceiling" / "data").expanduser()
 
 
 def add_cli_arguments(sub: Any) -> None:
@@ -63,7 +64,7 @@ def add_cli_arguments(sub: Any) -> None:
     p.add_argument(
         "--address",
         type=client_address,
-        default=os.environ.get("AGENTCEILING_AUTHZ_ADDRESS", "127.0.0.1:8251"),
+        default=os.environ.get("AGENTCEILING_AUTHZ_ADDRESS", "").strip() or "127.0.0.1:8251",
         help="authorization endpoint [AGENTCEILING_AUTHZ_ADDRESS]",
     )
     p.add_argument("--ca-cert", type=file_path, default=None, help="CA bundle: connect with TLS")

@@ -16,8 +16,9 @@ from agentceiling import __version__, authz_cli
 
 
 def _env(name: str, default: str = "") -> str:
-    """``AGENTCEILING_<name>``; empty (as env files often leave a variable) means unset."""
-    return os.environ.get(f"AGENTCEILING_{name}") or default
+    """``AGENTCEILING_<name>``; empty or blank (as env files often leave a variable) means unset."""
+    value = os.environ.get(f"AGENTCEILING_{name}", "")
+    return value if value.strip() else default
 
 
 def default_data_dir() -> Path:
@@ -49,10 +50,14 @@ _ENV_OF_FLAG = {
 }
 
 
-def env_source(flag: str, argv: Sequence[str]) -> str:
+#: Where a command's option has a variable of its own.
+_ENV_OF_COMMAND_FLAG = {("authorize", "--address"): "AUTHZ_ADDRESS", ("authorize", "--ca-cert"): ""}
+
+
+def env_source(flag: str, argv: Sequence[str], command: str = "") -> str:
     """`` (from AGENTCEILING_X)`` when ``flag``'s value came from its variable, else ``""``."""
-    name = _ENV_OF_FLAG.get(flag)
-    if not name or not os.environ.get(f"AGENTCEILING_{name}"):
+    name = _ENV_OF_COMMAND_FLAG.get((command, flag), _ENV_OF_FLAG.get(flag))
+    if not name or not _env(name):
         return ""
     if any(a == flag or a.startswith(flag + "=") for a in argv):
         return ""
@@ -63,11 +68,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         m = re.match(r"argument (--[a-z-]+)", message)
         if m:
-            message += env_source(m.group(1), sys.argv[1:])
+            message += env_source(m.group(1), sys.argv[1:], self.prog.split()[-1])
         super().error(message)
 
 
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_ROLES = ("all", "control", "authz")
 
 
 def byte_size(text: str) -> int:
@@ -144,12 +152,12 @@ def _parser() -> argparse.ArgumentParser:
         help="authorization endpoint [AGENTCEILING_AUTHZ_LISTEN]",
     )
     serve.add_argument(
-        "--role", choices=("all", "control", "authz"), default=_env("ROLE", "all"), help="[AGENTCEILING_ROLE]"
+        "--role", choices=_ROLES, default=_env("ROLE", "all"), help="[AGENTCEILING_ROLE]"
     )
     serve.add_argument(
         "--no-migrate",
         action="store_true",
-        default=_env("NO_MIGRATE").strip().lower() in ("1", "true", "yes", "on"),
+        default=_env("NO_MIGRATE").strip().lower() in _TRUE,
         help="do not migrate the database on start [AGENTCEILING_NO_MIGRATE=1]",
     )
     serve.add_argument(
@@ -228,10 +236,29 @@ def _database_error(url: str, exc: Exception) -> str:
     return f"agentceiling: cannot use the database {shown}: {reason[0] if reason else type(exc).__name__}"
 
 
+def _serve_env_problem(args: argparse.Namespace, argv: Sequence[str]) -> str | None:
+    """What is wrong with a setting that came from the environment, naming the variable (argparse
+    checks only what was typed)."""
+    no_migrate = _env("NO_MIGRATE").strip().lower()
+    if no_migrate and no_migrate not in _TRUE + _FALSE and "--no-migrate" not in argv:
+        return f"AGENTCEILING_NO_MIGRATE={no_migrate!r}: use 1 or 0 (true/false, yes/no, on/off)"
+    if args.role not in _ROLES:
+        return f"unknown role {args.role!r}: use all, control or authz{env_source('--role', argv)}"
+    if bool(args.tls_cert) != bool(args.tls_key):
+        given = "--tls-cert" if args.tls_cert else "--tls-key"
+        return f"--tls-cert and --tls-key must be given together{env_source(given, argv)}"
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from agentceiling.api.server import ConfigError, Server, ServerConfig
+
+    problem = _serve_env_problem(args, sys.argv[1:])
+    if problem:
+        print(f"agentceiling: {problem}", file=sys.stderr)
+        return 2
 
     cfg = ServerConfig(
         data_dir=args.data_dir,

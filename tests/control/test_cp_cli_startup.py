@@ -318,3 +318,28 @@ def test_environment_variables_empty_tilde_and_blamed_by_name(tmp_path: Path) ->
     # --no-migrate from the environment
     run = cli("serve", "--data-dir", str(tmp_path / "d3"), *listen_args(), env={"AGENTCEILING_NO_MIGRATE": "1"})
     assert run.returncode == 2 and "no database at" in error_line(run), run.stderr
+    # Settings argparse does not check when they come from the environment are checked, and named.
+    for env, says in (
+        ({"AGENTCEILING_NO_MIGRATE": "maybe"}, "AGENTCEILING_NO_MIGRATE='maybe': use 1 or 0"),
+        ({"AGENTCEILING_ROLE": "bogus"}, "unknown role 'bogus': use all, control or authz (the value comes from "
+                                         "AGENTCEILING_ROLE)"),
+        ({"AGENTCEILING_ROLE": "all "}, "(the value comes from AGENTCEILING_ROLE)"),
+        ({"AGENTCEILING_TLS_CERT": "/etc/hostname"}, "--tls-cert and --tls-key must be given together (the value "
+                                                     "comes from AGENTCEILING_TLS_CERT)"),
+    ):
+        run = cli("serve", "--data-dir", str(tmp_path / "d4"), *listen_args(), env=env)
+        assert run.returncode == 2 and says in error_line(run), run.stderr
+        assert not (tmp_path / "d4").exists()  # refused before anything is made
+    # A blank value is unset too (not a directory named " " in the working directory).
+    run = cli("db", "upgrade", env={"AGENTCEILING_DATA_DIR": " ", "HOME": str(home)})
+    assert run.returncode == 0 and not (Path.cwd() / " ").exists(), run.stderr
+    assert (home / ".agentceiling" / "data" / "agentceiling.db").is_file()
+    # authorize has a variable of its own for its address: empty is unset, a bad value is its own.
+    token = tmp_path / "tok"
+    token.write_text("x.y.z")
+    run = cli("authorize", "--token-file", str(token), env={"AGENTCEILING_AUTHZ_ADDRESS": "", "AGENTCEILING_ADDRESS":
+                                                            f"127.0.0.1:{free_port()}"}, timeout=60)
+    assert run.returncode == 2 and "127.0.0.1:8251" in error_line(run), run.stderr
+    both = {"AGENTCEILING_AUTHZ_ADDRESS": "127.0.0.1:99999", "AGENTCEILING_ADDRESS": "127.0.0.1:1"}
+    line = usage_error(cli("authorize", "--token-file", str(token), env=both))
+    assert line.endswith("(the value comes from AGENTCEILING_AUTHZ_ADDRESS)"), line
