@@ -375,7 +375,11 @@ def _audit(args: argparse.Namespace) -> int:
     if args.audit_command == "anchor":
         # The newest record, from a file that verifies (only the newest file: with rotation that
         # stays cheap however old the log is; `audit verify` checks the rest).
-        candidates = [f for f in audit_log.chain_files(path) if f != path or f.stat().st_size]
+        try:
+            candidates = [f for f in audit_log.chain_files(path) if f != path or f.stat().st_size]
+        except OSError as exc:
+            print(f"agentceiling: cannot read {exc.filename or path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         if not candidates:
             print(f"agentceiling: {path} holds no records yet", file=sys.stderr)
             return 2

@@ -245,3 +245,14 @@ def test_audit_commands_on_a_data_dir_that_is_a_file_find_no_log(tmp_path: Path,
     not_a_dir.write_text("x")
     line = _error(_cli("audit", command, "--data-dir", str(not_a_dir)))
     assert line == f"agentceiling: no audit log at {not_a_dir}/audit/audit.log", line
+
+
+@pytest.mark.parametrize("command", ["verify", "tail", "anchor"])
+def test_audit_commands_refuse_a_fifo_named_like_a_segment_instead_of_waiting(tmp_path: Path, command: str) -> None:
+    log = tmp_path / "audit" / "audit.log"
+    log.parent.mkdir()
+    with AuditLog.open(log) as alog:
+        alog.append({"n": 1})
+    os.mkfifo(log.parent / "audit.log.000000000099")
+    line = _error(_cli("audit", command, "--data-dir", str(tmp_path)))
+    assert "audit.log.000000000099" in line and "not a regular file" in line, line

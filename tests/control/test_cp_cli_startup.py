@@ -343,3 +343,15 @@ def test_environment_variables_empty_tilde_and_blamed_by_name(tmp_path: Path) ->
     both = {"AGENTCEILING_AUTHZ_ADDRESS": "127.0.0.1:99999", "AGENTCEILING_ADDRESS": "127.0.0.1:1"}
     line = usage_error(cli("authorize", "--token-file", str(token), env=both))
     assert line.endswith("(the value comes from AGENTCEILING_AUTHZ_ADDRESS)"), line
+
+
+def test_serve_refuses_a_fifo_named_like_an_audit_segment_instead_of_hanging(tmp_path: Path) -> None:
+    """The audit writer used to block opening it: the server never started, ignored SIGTERM, and
+    once killed left the writer behind."""
+    audit = tmp_path / "data" / "audit"
+    audit.mkdir(parents=True, mode=0o700)
+    (tmp_path / "data").chmod(0o700)
+    os.mkfifo(audit / "audit.log.000000000001")
+    run = cli("serve", "--data-dir", str(tmp_path / "data"), *listen_args(), timeout=60)
+    line = error_line(run)
+    assert run.returncode == 2 and "audit.log.000000000001" in line and "not a regular file" in line, line

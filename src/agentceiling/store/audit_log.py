@@ -292,6 +292,8 @@ def segment_paths(path: Path) -> list[Path]:
     for entry in entries:
         m = pattern.fullmatch(entry.name)
         if m is not None:
+            if not entry.is_file():  # a FIFO would block whoever opens it (a directory: fails later)
+                raise OSError(errno.EINVAL, "named like a segment of the audit log, but not a regular file", str(entry))
             found.append((int(m.group(1)), entry))
     return [p for _, p in sorted(found)]
 
