@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from agentceiling import __version__, authz_cli
 
@@ -351,6 +352,9 @@ def _db(args: argparse.Namespace) -> int:
     except migrate.UnknownRevision as exc:
         print(f"agentceiling: {exc}", file=sys.stderr)
         return 2
+    except DatabaseURLError as exc:
+        print(f"agentceiling: --database-url: {exc}", file=sys.stderr)
+        return 2
     except SQLAlchemyError as exc:
         print(_database_error(url, exc), file=sys.stderr)
         return 2
@@ -420,7 +424,61 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+class OutputError(Exception):
+    """Standard output cannot be written (a full disk, a closed pipe): not an ``OSError``, so that
+    the commands' own handlers of read errors do not take it for one of the file they read."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.strerror or str(exc))
+        self.cause = exc
+
+
+class _Stdout:
+    """``sys.stdout`` whose write errors are :class:`OutputError`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise OutputError(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    real = sys.stdout
+    if real is None:
+        return _main(argv)
+    sys.stdout = _Stdout(real)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except OutputError as exc:
+        if isinstance(exc.cause, BrokenPipeError):  # `... | head`: the reader has what it wanted
+            code = 141
+        else:
+            print(f"agentceiling: cannot write to standard output: {exc}", file=sys.stderr)
+            code = 2
+        # What is left in the buffer cannot be written either: not at exit, with a second error.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), real.fileno())
+        return code
+    finally:
+        sys.stdout = real
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)  # imports the provider's installer: it takes a moment
     except KeyboardInterrupt:

@@ -256,3 +256,33 @@ def test_audit_commands_refuse_a_fifo_named_like_a_segment_instead_of_waiting(tm
     os.mkfifo(log.parent / "audit.log.000000000099")
     line = _error(_cli("audit", command, "--data-dir", str(tmp_path)))
     assert "audit.log.000000000099" in line and "not a regular file" in line, line
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("command", ["verify", "tail"])
+def test_an_unwritable_standard_output_is_named_not_taken_for_the_log(tmp_path: Path, command: str) -> None:
+    """`verify`'s exit 1 says records were edited or removed; `tail` used to blame the log."""
+    log = tmp_path / "audit" / "audit.log"
+    log.parent.mkdir()
+    with AuditLog.open(log) as alog:
+        alog.append({"n": 1})
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "agentceiling.cli", "audit", command, "--data-dir", str(tmp_path)],
+                             stdout=full, stderr=subprocess.PIPE, env=ENV, timeout=60, check=False, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == "agentceiling: cannot write to standard output: No space left on device", run.stderr
+
+
+def test_a_reader_that_stops_reading_ends_tail_quietly(tmp_path: Path) -> None:
+    log = tmp_path / "audit" / "audit.log"
+    log.parent.mkdir()
+    with AuditLog.open(log) as alog:
+        for i in range(20000):
+            alog.append({"n": i})
+    proc = subprocess.Popen([sys.executable, "-m", "agentceiling.cli", "audit", "tail", "-n", "20000", "--data-dir",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # `... | head -1`
+    assert proc.wait(60) == 141
+    assert proc.stderr.read() == b""

@@ -355,3 +355,14 @@ def test_serve_refuses_a_fifo_named_like_an_audit_segment_instead_of_hanging(tmp
     run = cli("serve", "--data-dir", str(tmp_path / "data"), *listen_args(), timeout=60)
     line = error_line(run)
     assert run.returncode == 2 and "audit.log.000000000001" in line and "not a regular file" in line, line
+
+
+def test_a_sqlite_url_in_a_directory_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/missing/x.db"
+    for args in (("db", "upgrade"), ("serve", "--data-dir", str(tmp_path / "data"), *listen_args())):
+        run = cli(*args, "--database-url", url)
+        line = error_line(run)
+        assert run.returncode == 2 and line == (
+            f"agentceiling: --database-url: {url}: cannot create the database file {tmp_path}/missing/x.db: "
+            "No such file or directory"
+        ), line

@@ -321,6 +321,8 @@ class Server:
                     )
         except migrate.UnknownRevision as exc:
             raise ConfigError(str(exc)) from None
+        except DatabaseURLError as exc:  # e.g. a SQLite file in a directory that does not exist
+            raise ConfigError(f"--database-url: {exc}") from None
         self.control_plane = ControlPlane(self.db)
         register_authz = None
         if serve_authz:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -151,8 +150,14 @@ class Database:
         path = self.missing_file()
         if path is None:
             return
-        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except FileExistsError:  # another process made it meanwhile
+            pass
+        except OSError as exc:  # its directory is missing, or is a file, or is not writable
+            raise DatabaseURLError(
+                f"{shown_url(self.url)}: cannot create the database file {path}: {exc.strerror or exc}"
+            ) from None
 
     @property
     def display_url(self) -> str:
