@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -387,6 +388,8 @@ def _status(args: argparse.Namespace) -> int:
     if not token:
         token_file = (args.data_dir if args.data_dir is not None else default_data_dir()) / "admin-token"
         try:
+            if token_file.exists() and not token_file.is_file():  # a FIFO would block: a server writes a file
+                raise OSError(errno.EINVAL, "not a regular file", str(token_file))
             token = token_file.read_bytes().decode("utf-8").strip()
         except OSError as exc:
             print(

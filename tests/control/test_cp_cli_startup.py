@@ -366,3 +366,19 @@ def test_a_sqlite_url_in_a_directory_that_does_not_exist_is_named(tmp_path: Path
             f"agentceiling: --database-url: {url}: cannot create the database file {tmp_path}/missing/x.db: "
             "No such file or directory"
         ), line
+
+
+def test_fifos_where_the_server_keeps_files_are_refused_instead_of_waited_on(tmp_path: Path) -> None:
+    """A FIFO nobody writes blocked `status` (admin-token) and `serve` (--tls-cert, read twice)
+    for good, and serve's start-up defers SIGINT and SIGTERM."""
+    data = tmp_path / "data"
+    data.mkdir()
+    os.mkfifo(data / "admin-token")
+    run = cli("status", "--data-dir", str(data), "--address", f"127.0.0.1:{free_port()}", timeout=30)
+    assert run.returncode == 2 and "admin-token: not a regular file" in error_line(run), run.stderr
+    os.mkfifo(tmp_path / "cert.pem")
+    (tmp_path / "key.pem").write_text("x")
+    run = cli("serve", "--data-dir", str(tmp_path / "d"), *listen_args(), "--tls-cert", str(tmp_path / "cert.pem"),
+              "--tls-key", str(tmp_path / "key.pem"), timeout=30)
+    line = error_line(run)
+    assert run.returncode == 2 and line == f"agentceiling: --tls-cert {tmp_path}/cert.pem: not a regular file", line

@@ -97,6 +97,8 @@ def _server_credentials(cfg: ServerConfig) -> grpc.ServerCredentials | None:
 
     pem: dict[str, bytes] = {}
     for flag, path in (("--tls-cert", cfg.tls_cert), ("--tls-key", cfg.tls_key)):
+        if path.exists() and not path.is_file():  # read twice below: a FIFO would block start-up
+            raise ConfigError(f"{flag} {path}: not a regular file")
         try:
             pem[flag] = path.read_bytes()
         except OSError as exc:
