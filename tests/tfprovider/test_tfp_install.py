@@ -252,3 +252,38 @@ def test_configurations_for_the_real_provider_run_offline(kind: str, tmp_path: P
     assert "Warning" not in result.output, result
     assert "hashicorp/vault v5.11.0" in result.stdout
     assert "Success!" in tf.validate().stdout
+
+
+def test_odd_install_arguments_are_refused_or_written_so_terraform_reads_them(tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTCEILING_HOME": str(tmp_path / "home")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agentceiling.cli", "provider", *args], env=env,
+                              capture_output=True, text=True, cwd=tmp_path, check=False)
+
+    for args in (("install", "--dir", ""), ("install", "--version", ""), ("install", "--source", " "),
+                 ("lock", "--dir", "")):
+        run = cli(*args)
+        assert run.returncode == 2 and "empty (leave the option out for the default)" in run.stderr, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written into the working directory
+    # A control character in the directory is escaped in the CLI config, which terraform parses back.
+    odd = tmp_path / "new\nline"
+    inst = installer.install(odd)
+    text = inst.cli_config.read_text()
+    assert "\\u000a" in text and "new\nline" not in text
+    # A CLI config that cannot be replaced: refused before anything is installed or changed.
+    blocked = tmp_path / "blocked"
+    (blocked / "terraformrc").mkdir(parents=True)
+    with pytest.raises(installer.InstallError, match="is not a regular file: nothing was installed"):
+        installer.install(blocked, version="2.0.0")
+    assert not (blocked / "mirror").exists()
+
+
+@pytest.mark.parametrize("kind", tfh.KINDS)
+def test_a_mirror_path_with_a_newline_is_read_back_by_terraform(kind: str, tmp_path: Path) -> None:
+    inst = tfh.install_provider(tmp_path / "new\nline")
+    tf = tfh.terraform(kind, tmp_path / "work", tfh.terraform_env(inst.cli_config))
+    tf.write("main.tf", tfh.required_providers(str(inst.source), inst.version))
+    tf.lock_from(inst)
+    result = tf.init()
+    assert "Installed terraform.local/agentceiling/vault v0.1.0 (unauthenticated)" in result.stdout, result

@@ -160,6 +160,9 @@ def install(
     """Install the provider into ``dir``'s mirror and (re)write its CLI config and lock file."""
     base = Path(dir).expanduser() if dir else default_dir()
     base = Path(os.path.abspath(base))
+    for target in (base / "terraformrc", base / LOCK_FILE):  # checked before anything is written
+        if target.exists() and not target.is_file():
+            raise InstallError(f"{target} exists and is not a regular file: nothing was installed")
     src = parse_source(source or DEFAULT_SOURCE)
     ver = (version or default_version()).strip().lstrip("v")
     if not _SEMVER.match(ver):
@@ -248,6 +251,8 @@ def _cli_config_text(mirror: Path, sources: list[ProviderSource]) -> str:
 
 def _hcl_string(s: str) -> str:
     escaped = s.replace("\\", "\\\\").replace('"', '\\"').replace("${", "$${").replace("%{", "%%{")
+    # HCL strings hold no raw control characters: a newline in a path would end the string.
+    escaped = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", escaped)
     return f'"{escaped}"'
 
 
@@ -429,6 +434,17 @@ def _write_atomic(path: Path, data: bytes, mode: int) -> None:
 # CLI: `agentceiling provider install|lock`
 
 
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty (leave the option out for the default)")
+    return text
+
+
+def _dir_arg(text: str) -> Path:
+    """A directory path; empty is refused (``Path("")`` is the working directory)."""
+    return Path(_nonempty(text))
+
+
 def add_cli_arguments(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     provider = subparsers.add_parser("provider", help="install the Terraform provider for terraform to use")
     sub = provider.add_subparsers(dest="provider_command", required=True)
@@ -441,15 +457,18 @@ def add_cli_arguments(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         ),
     )
     inst.add_argument(
-        "--dir", type=Path, default=None, help=f"default: {default_dir()} ($AGENTCEILING_HOME/terraform)"
+        "--dir", type=_dir_arg, default=None, help=f"default: {default_dir()} ($AGENTCEILING_HOME/terraform)"
     )
     inst.add_argument(
         "--source",
+        type=_nonempty,
         default=DEFAULT_SOURCE,
         help=f"provider source address (default {DEFAULT_SOURCE}; use registry.terraform.io/hashicorp/vault "
         "to serve configurations written for the real provider)",
     )
-    inst.add_argument("--version", default=None, help=f"provider version (default {default_version()})")
+    inst.add_argument(
+        "--version", type=_nonempty, default=None, help=f"provider version (default {default_version()})"
+    )
     lk = sub.add_parser(
         "lock",
         help="write the installed providers' hashes into a terraform working directory's lock file",
@@ -458,7 +477,7 @@ def add_cli_arguments(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "workdir", nargs="?", default=".", type=Path, help="terraform working directory (default .)"
     )
     lk.add_argument(
-        "--dir", type=Path, default=None, help=f"installation directory (default {default_dir()})"
+        "--dir", type=_dir_arg, default=None, help=f"installation directory (default {default_dir()})"
     )
     provider.set_defaults(handler=run_cli)
 
