@@ -378,7 +378,8 @@ def test_denied_values_left_out_of_allowed_ones_exhaustively() -> None:
     parameter over VALUES: whenever params_within admits the entry, no request value it admits is
     denied by the ceiling (the soundness property, without sampling)."""
     small = [(), *((v,) for v in VALUES), *itertools.combinations(VALUES, 2)]
-    datas = [{"x": v} for v in DATA_VALUES] + [{"x": "a, b"}, {"x": "a,,b"}, {"x": []}, {"x": 1.0}]
+    datas = [{"x": v} for v in DATA_VALUES] + [{"x": "a, b"}, {"x": "a,,b"}, {"x": []}, {"x": 1.0}, {"x": "a "},
+                                               {"x": " b"}, {"x": "a ,b"}]
     admitted = 0
     for avals in small[1:]:
         for evals in [None, (), *((v,) for v in VALUES)]:
@@ -393,7 +394,7 @@ def test_denied_values_left_out_of_allowed_ones_exhaustively() -> None:
     assert admitted > 1000  # the property is exercised, not vacuous
 
 
-VALUES: list[Any] = ["a", "b", "ab", "a*", "*b", "*a*", "**", 1, True, "", "a,b", 1.0]
+VALUES: list[Any] = ["a", "b", "ab", "a*", "*b", "*a*", "**", 1, True, "", "a,b", 1.0, "a ", " b"]
 DATA_VALUES: list[Any] = ["a", "b", "ab", "ba", "abc", "a,b", "", 1, True, ["a", "b"]]
 KEYS = ["x", "y", "*"]
 

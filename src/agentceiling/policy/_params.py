@@ -202,12 +202,14 @@ def _list_covers(big: Sequence[Any], small: Sequence[Any]) -> bool:
 
 
 def _plain(value: Any) -> bool:
-    """A list element that matches one request value only: not a glob, no comma (a request string
-    is also matched element by element after splitting it at commas), not the empty string (which
-    every allowed list admits: ``""`` splits into no elements)."""
+    """A list element that matches one request value only: not a glob, no comma and no leading or
+    trailing blank (a request string is also matched element by element, split at commas and
+    stripped), not the empty string (which every allowed list admits: ``""`` splits into no
+    elements)."""
     if not isinstance(value, str):
         return True
-    return value != "" and "," not in value and _glob_kind(value)[0] == "literal"
+    # Not padded either: a request string's comma-separated elements are compared stripped.
+    return value != "" and value == value.strip() and "," not in value and _glob_kind(value)[0] == "literal"
 
 
 def _left_out(allowed: Sequence[Any], denied: Any) -> bool:
