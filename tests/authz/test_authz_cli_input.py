@@ -286,3 +286,23 @@ def test_a_reader_that_stops_reading_ends_tail_quietly(tmp_path: Path) -> None:
     proc.stdout.close()  # `... | head -1`
     assert proc.wait(60) == 141
     assert proc.stderr.read() == b""
+
+
+def test_a_ca_bundle_needs_one_certificate_that_parses_and_no_warning(tmp_path: Path) -> None:
+    """System bundles hold old certificates cryptography warns about (and may one day refuse):
+    one that parses is enough, as for gRPC."""
+    import warnings
+
+    from tls_support import self_signed
+
+    from agentceiling.ca_bundle import ca_bundle_problem
+
+    good = self_signed(tmp_path)[0].read_bytes()
+    broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ca_bundle_problem(broken + good) is None
+        assert ca_bundle_problem(broken) is not None
+        system = Path("/etc/ssl/certs/ca-certificates.crt")
+        if system.is_file():
+            assert ca_bundle_problem(system.read_bytes()) is None

@@ -293,6 +293,13 @@ def test_a_stuck_writer_holding_the_generation_row_neither_hangs_writes_nor_star
             settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
         ours.dispose()
         assert settings == {"lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min"}, settings
+        # Set after connecting (PgBouncer refuses an `options` startup parameter), but not over
+        # what the URL's own `options` set.
+        theirs = Database(url + "?options=-c%20lock_timeout%3D2s")
+        with theirs.read() as conn:
+            settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
+        theirs.dispose()
+        assert settings == {"lock_timeout": "2s", "idle_in_transaction_session_timeout": "1min"}, settings
 
         with holder.connect() as stuck:
             stuck.begin()

@@ -116,8 +116,11 @@ def build_authz(
         set_unhealthy("audit", False)
 
     watch: list[asyncio.TimerHandle] = []
+    closing: list[bool] = []
 
     def watch_directory() -> None:
+        if closing:  # close() runs in another thread: no read on a pool being disposed
+            return
         # On the event loop, every half second: a directory that cannot confirm its counter answers
         # every decision UNAVAILABLE; say so, and start a read when the poller's is overdue (with no
         # agents sent here meanwhile, nothing else would).
@@ -144,6 +147,7 @@ def build_authz(
         return services
 
     def close() -> None:
+        closing.append(True)
         for handle in watch:
             handle.cancel()
         blocking.shutdown(wait=False, cancel_futures=True)

@@ -96,8 +96,13 @@ class Directory:
     # ---------------------------------------------------------------- invalidation
 
     def _read_generation(self) -> int:
-        with self.db.read() as conn:
-            return repo.generation(conn)
+        pool = self.db.engine.pool
+        try:
+            with self.db.read() as conn:
+                return repo.generation(conn)
+        finally:
+            if self.db.engine.pool is not pool:  # left behind meanwhile: close its connection too
+                pool.dispose()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_interval):
@@ -131,8 +136,11 @@ class Directory:
                 now - self._confirmed,
             )
             # The pooled connections may all be as dead as the stuck one's (checking them takes as
-            # long): a new pool; connections in use go on, and are closed when they come back.
+            # long): a new pool for what follows. The old one's idle connections are closed aside
+            # (closing a dead one may take a moment); the stuck one is closed when its read fails.
+            old = self.db.engine.pool
             self.db.engine.dispose(close=False)
+            threading.Thread(target=old.dispose, name="directory-old-pool", daemon=True).start()
         return now
 
     def _read(self, started: float) -> int:

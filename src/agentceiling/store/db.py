@@ -57,8 +57,8 @@ IDLE_IN_TRANSACTION_MS = 60_000
 
 
 def _postgresql_connect_args(url: sa.URL) -> dict[str, Any]:
-    """libpq connection parameters: the URL's own win (``options`` are appended after ours, so a
-    ``-c`` setting in the URL overrides ours)."""
+    """libpq connection parameters (the URL's own win). The session settings are not sent as the
+    ``options`` startup parameter, which PgBouncer refuses: see :func:`_install_postgresql_hooks`."""
     args: dict[str, Any] = {
         "connect_timeout": 10,
         # A server (or a network path) that vanished without a word, a partition or a dropped
@@ -73,10 +73,34 @@ def _postgresql_connect_args(url: sa.URL) -> dict[str, Any]:
     for key in list(args):
         if key in url.query:
             del args[key]
-    ours = f"-c lock_timeout={LOCK_TIMEOUT_MS} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
-    theirs = url.query.get("options")
-    args["options"] = f"{ours} {theirs}" if isinstance(theirs, str) and theirs else ours
     return args
+
+
+def _install_postgresql_hooks(engine: Engine, url: sa.URL) -> None:
+    """Set the session settings on each new connection, but those the URL's ``options`` set."""
+    theirs = url.query.get("options")
+    theirs = " ".join(theirs) if isinstance(theirs, tuple) else (theirs or "")
+    settings = [
+        f"SET {name} = {value}"
+        for name, value in (
+            ("lock_timeout", LOCK_TIMEOUT_MS),
+            ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_MS),
+        )
+        if name not in theirs
+    ]
+    if not settings:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True  # a SET outside any transaction lasts for the session
+        try:
+            with dbapi_conn.cursor() as cur:
+                for statement in settings:
+                    cur.execute(statement)
+        finally:
+            dbapi_conn.autocommit = autocommit
 
 
 class Database:
@@ -128,6 +152,8 @@ class Database:
             raise DatabaseURLError(f"{shown}: {exc}") from None
         if self.dialect == "sqlite":
             _install_sqlite_hooks(self.engine)
+        else:
+            _install_postgresql_hooks(self.engine, self.url)
 
     def sqlite_file(self) -> Path | None:
         """The file of a SQLite database given by path (None for PostgreSQL or a ``file:`` URI)."""
