@@ -8,6 +8,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -234,33 +236,51 @@ def test_revocations_are_enforced_by_every_replica_within_a_second(cluster: Clus
     assert max(times) < BOUND, times
 
 
+@dataclass
+class _Agent:
+    """An all-in-one server on a database of its own, with one registered agent."""
+
+    srv: Any
+    cc: ControlClient
+    name: str
+    token: str
+
+    def code(self) -> str:
+        return str(authorize(self.srv.authz_address, self.token, PATH, "read", namespace=self.cc.namespace).code)
+
+    def answer(self) -> Any:
+        return authorize(self.srv.authz_address, self.token, PATH, "read", namespace=self.cc.namespace)
+
+
+@contextmanager
+def _one_agent(url: str, tmp_path: Any) -> Iterator[_Agent]:
+    srv = start_role(tmp_path / "all", url, "all")
+    idp = Idp()
+    try:
+        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
+        agent = _Agent(srv, cc, name, idp.token(name, [path_access(PATH, "read")]))
+        assert agent.code() == "ALLOWED" and agent.code() == "ALLOWED"  # the second from the caches
+        yield agent
+    finally:
+        srv.stop()
+        idp.close()
+
+
 def test_a_server_cut_off_from_its_database_refuses_instead_of_trusting_its_cache(own_pg: Any, tmp_path: Any) -> None:
     """The cache is only as good as the last read of the generation counter: with the database
     gone, a cached ALLOWED turns into UNAVAILABLE within about a second (a revocation made through
     another replica meanwhile would otherwise be missed), and decisions resume once it is back."""
-    srv = start_role(tmp_path / "all", own_pg.cluster.create_database(), "all")
-    idp = Idp()
-    try:
-        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
-        tok = idp.token(name, [path_access(PATH, "read")])
-
-        def code() -> str:
-            return authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace).code
-
-        assert code() == "ALLOWED" and code() == "ALLOWED"  # the second from the caches
+    with _one_agent(own_pg.cluster.create_database(), tmp_path) as agent:
         own_pg.stop()
-        waited = eventually(lambda: code() == "UNAVAILABLE", timeout=10, interval=0.05)
+        waited = eventually(lambda: agent.code() == "UNAVAILABLE", timeout=10, interval=0.05)
         assert waited < BOUND + 1.0, waited  # the staleness bound (1 s), plus a failing poll
-        r = authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace)
+        r = agent.answer()
         assert (r.allowed, r.code) == (False, "UNAVAILABLE") and "database" in r.reason, r.reason
-        eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
+        eventually(lambda: _health(agent.srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
         own_pg.start()
-        eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.SERVING, timeout=30)
-        eventually(lambda: code() == "ALLOWED", timeout=30, interval=0.2)
-        assert "Traceback" not in srv.log()
-    finally:
-        srv.stop()
-        idp.close()
+        eventually(lambda: _health(agent.srv.authz_address) == health_pb2.HealthCheckResponse.SERVING, timeout=30)
+        eventually(lambda: agent.code() == "ALLOWED", timeout=30, interval=0.2)
+        assert "Traceback" not in agent.srv.log()
 
 
 def test_a_stuck_writer_holding_the_generation_row_neither_hangs_writes_nor_starves_decisions(
@@ -276,64 +296,56 @@ def test_a_stuck_writer_holding_the_generation_row_neither_hangs_writes_nor_star
     from agentceiling.store.db import LOCK_TIMEOUT_MS, Database
 
     url = own_pg.cluster.create_database()
-    srv = start_role(tmp_path / "all", url, "all")
-    idp = Idp()
     holder = sa.create_engine(url)  # a plain client, without the server's settings
     try:
-        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
-        tok = idp.token(name, [path_access(PATH, "read")])
+        with _one_agent(url, tmp_path) as agent:
+            cc, name, code = agent.cc, agent.name, agent.code
+            ours = Database(url)
+            with ours.read() as conn:
+                names = ("lock_timeout", "idle_in_transaction_session_timeout")
+                settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
+            ours.dispose()
+            assert settings == {"lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min"}, settings
+            # Set after connecting (PgBouncer refuses an `options` startup parameter), but not over
+            # what the URL's own `options` set.
+            theirs = Database(url + "?options=-c%20lock_timeout%3D2s")
+            with theirs.read() as conn:
+                settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
+            theirs.dispose()
+            assert settings == {"lock_timeout": "2s", "idle_in_transaction_session_timeout": "1min"}, settings
 
-        def code() -> str:
-            return authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace).code
+            with holder.connect() as stuck:
+                stuck.begin()
+                stuck.execute(sa.text("UPDATE meta SET value = value + 1 WHERE key = 'generation'"))
+                results: list[tuple[str, float]] = []
 
-        assert code() == "ALLOWED" and code() == "ALLOWED"
-        ours = Database(url)
-        with ours.read() as conn:
-            names = ("lock_timeout", "idle_in_transaction_session_timeout")
-            settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
-        ours.dispose()
-        assert settings == {"lock_timeout": "10s", "idle_in_transaction_session_timeout": "1min"}, settings
-        # Set after connecting (PgBouncer refuses an `options` startup parameter), but not over
-        # what the URL's own `options` set.
-        theirs = Database(url + "?options=-c%20lock_timeout%3D2s")
-        with theirs.read() as conn:
-            settings = {k: conn.execute(sa.text(f"SHOW {k}")).scalar() for k in names}
-        theirs.dispose()
-        assert settings == {"lock_timeout": "2s", "idle_in_transaction_session_timeout": "1min"}, settings
+                def write(i: int) -> None:
+                    t = time.monotonic()
+                    try:
+                        cc.policy(f"{name}-extra-{i}", ACCESS)
+                        results.append(("OK", time.monotonic() - t))
+                    except grpc.RpcError as exc:
+                        results.append((exc.code().name, time.monotonic() - t))
 
-        with holder.connect() as stuck:
-            stuck.begin()
-            stuck.execute(sa.text("UPDATE meta SET value = value + 1 WHERE key = 'generation'"))
-            results: list[tuple[str, float]] = []
-
-            def write(i: int) -> None:
-                t = time.monotonic()
-                try:
-                    cc.policy(f"{name}-extra-{i}", ACCESS)
-                    results.append(("OK", time.monotonic() - t))
-                except grpc.RpcError as exc:
-                    results.append((exc.code().name, time.monotonic() - t))
-
-            writers = [threading.Thread(target=write, args=(i,)) for i in range(30)]
-            for t in writers:
-                t.start()
-            time.sleep(2)  # the writes are all waiting for the row: the decisions go on
-            assert [code() for _ in range(5)] == ["ALLOWED"] * 5
-            for t in writers:
-                t.join(timeout=60)
-            assert len(results) == 30
-            # Each write fails once it has waited the lock timeout, after waiting for a pooled
-            # connection (20 per server) behind the writes ahead of it, or for 30 s at most.
-            limit = max(3 * LOCK_TIMEOUT_MS / 1000, 30) + 10
-            assert all(c == "UNAVAILABLE" and s < limit for c, s in results), sorted(results, key=lambda r: -r[1])[:3]
-            stuck.rollback()
-        cc.policy(f"{name}-after", ACCESS)  # writes work again at once
-        assert code() == "ALLOWED"
-        assert "Traceback" not in srv.log()
+                writers = [threading.Thread(target=write, args=(i,)) for i in range(30)]
+                for t in writers:
+                    t.start()
+                time.sleep(2)  # the writes are all waiting for the row: the decisions go on
+                assert [code() for _ in range(5)] == ["ALLOWED"] * 5
+                for t in writers:
+                    t.join(timeout=60)
+                assert len(results) == 30
+                # Each write fails once it has waited the lock timeout, after waiting for a pooled
+                # connection (20 per server) behind the writes ahead of it, or for 30 s at most.
+                limit = max(3 * LOCK_TIMEOUT_MS / 1000, 30) + 10
+                slowest = sorted(results, key=lambda r: -r[1])[:3]
+                assert all(c == "UNAVAILABLE" and s < limit for c, s in results), slowest
+                stuck.rollback()
+            cc.policy(f"{name}-after", ACCESS)  # writes work again at once
+            assert code() == "ALLOWED"
+            assert "Traceback" not in agent.srv.log()
     finally:
         holder.dispose()
-        srv.stop()
-        idp.close()
 
 
 class _Blackhole:
@@ -414,28 +426,21 @@ def test_a_counter_read_that_never_answers_does_not_stop_decisions_for_good(own_
     proxy = _Blackhole(own_pg.port)
     parts = urlsplit(direct)
     via = urlunsplit(parts._replace(netloc=f"postgres@127.0.0.1:{proxy.port}"))
-    srv = start_role(tmp_path / "all", via, "all")
-    idp = Idp()
     try:
-        cc, _ent, _reg, name = _setup(Cluster(srv, [srv]), idp)
-        tok = idp.token(name, [path_access(PATH, "read")])
-
-        def code() -> str:
-            return authorize(srv.authz_address, tok, PATH, "read", namespace=cc.namespace).code
-
-        assert code() == "ALLOWED" and code() == "ALLOWED"
-        assert proxy.swallow_existing() > 0
-        eventually(lambda: code() == "UNAVAILABLE", timeout=10, interval=0.05)
-        # Health says so (load balancers send agents elsewhere), and comes back with no agent's
-        # call to drive it.
-        eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
-        assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING  # the control plane's
-        serving = health_pb2.HealthCheckResponse.SERVING
-        back = eventually(lambda: _health(srv.authz_address) == serving, timeout=STUCK_READ_SECONDS + 20, interval=0.2)
-        assert back < STUCK_READ_SECONDS + 15, back
-        assert code() == "ALLOWED"
-        assert "trying new connections" in srv.log()
+        with _one_agent(via, tmp_path) as agent:
+            srv, code = agent.srv, agent.code
+            assert proxy.swallow_existing() > 0
+            eventually(lambda: code() == "UNAVAILABLE", timeout=10, interval=0.05)
+            # Health says so (load balancers send agents elsewhere), and comes back with no agent's
+            # call to drive it.
+            eventually(lambda: _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=5)
+            assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING  # the control plane's
+            serving = health_pb2.HealthCheckResponse.SERVING
+            back = eventually(
+                lambda: _health(srv.authz_address) == serving, timeout=STUCK_READ_SECONDS + 20, interval=0.2
+            )
+            assert back < STUCK_READ_SECONDS + 15, back
+            assert code() == "ALLOWED"
+            assert "trying new connections" in srv.log()
     finally:
-        srv.stop()
         proxy.close()
-        idp.close()
