@@ -18,7 +18,7 @@ def process_gone(pid: int, timeout: float = 0.0) -> bool:
             with open(f"/proc/{pid}/status") as f:
                 if "\nState:\tZ" in f.read():
                     return True
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone, perhaps reaped while being read
             return True
         if time.monotonic() >= deadline:
             return False
