@@ -45,8 +45,11 @@ def client_address(text: str) -> str:
     return text.strip()
 
 
-def _default_data_dir() -> Path:
-    value = os.environ.get("AGENTCEILING_DATA_DIR", "")  # empty or blank: unset
+def default_data_dir() -> Path:
+    """``AGENTCEILING_DATA_DIR`` (empty or blank: unset), else ``~/.agentceiling/data``. Expanded
+    here: values from systemd units, env files or Terraform's env are not shell-expanded, and the
+    Terraform provider expands "~" in AGENTCEILING_DATA_DIR too."""
+    value = os.environ.get("AGENTCEILING_DATA_DIR", "")
     return Path(value if value.strip() else Path.home() / ".agentceiling" / "data").expanduser()
 
 
@@ -80,7 +83,7 @@ def add_cli_arguments(sub: Any) -> None:
         ("anchor", "print the newest record's SEQ:HASH, to keep elsewhere and give to verify --anchor"),
     ):
         a = audit_sub.add_parser(name, help=text)
-        a.add_argument("--data-dir", type=lambda text: Path(text).expanduser(), default=_default_data_dir())
+        a.add_argument("--data-dir", type=lambda text: Path(text).expanduser(), default=default_data_dir())
         a.add_argument(
             "--file",
             type=Path,
@@ -138,8 +141,6 @@ def dial(address: str, ca_cert: Path | str | None) -> Any:
         print(f"agentceiling: --ca-cert {ca_cert}: {problem}", file=sys.stderr)
         return None
     return grpc.secure_channel(address, grpc.ssl_channel_credentials(ca))
-
-
 
 
 def _authorize(args: argparse.Namespace) -> int:

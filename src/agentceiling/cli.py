@@ -23,12 +23,6 @@ def _env(name: str, default: str = "") -> str:
     return value if value.strip() else default
 
 
-def default_data_dir() -> Path:
-    # Expanded here: values from systemd units, env files or Terraform's env are not shell-expanded,
-    # and the Terraform provider expands "~" in AGENTCEILING_DATA_DIR too.
-    return Path(_env("DATA_DIR") or Path.home() / ".agentceiling" / "data").expanduser()
-
-
 def dir_path(text: str) -> Path:
     """A directory path (argparse type): ``--data-dir=~/x`` is not expanded by the shell."""
     return Path(text).expanduser()
@@ -124,7 +118,7 @@ def log_level(text: str) -> str:
 
 def _add_db_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--data-dir", type=dir_path, default=default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]"
+        "--data-dir", type=dir_path, default=authz_cli.default_data_dir(), help="data directory [AGENTCEILING_DATA_DIR]"
     )
     p.add_argument(
         "--database-url",
@@ -386,7 +380,7 @@ def _status(args: argparse.Namespace) -> int:
     # data directory's admin-token.
     token = "" if args.data_dir is not None else os.environ.get("VAULT_TOKEN", "")
     if not token:
-        token_file = (args.data_dir if args.data_dir is not None else default_data_dir()) / "admin-token"
+        token_file = (args.data_dir if args.data_dir is not None else authz_cli.default_data_dir()) / "admin-token"
         try:
             if token_file.exists() and not token_file.is_file():  # a FIFO would block: a server writes a file
                 raise OSError(errno.EINVAL, "not a regular file", str(token_file))
