@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa, x25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa, x25519
 from google.rpc import error_details_pb2, status_pb2
 from test_cp_support import (
     EC_PUBLIC_PEM,
@@ -332,6 +332,10 @@ def _spki(key: Any) -> str:
     )
 
 
+def _spki_public(key: Any) -> str:
+    return str(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+
+
 def _rsa_512() -> str:
     """cryptography no longer generates such keys; the numbers make one (only its size matters)."""
     key = rsa.RSAPublicNumbers(65537, (1 << 511) + 0x2F).public_key()
@@ -350,6 +354,8 @@ UNUSABLE = [
     ("dsa", lambda: _spki(dsa.generate_private_key(key_size=2048)), "DSAPublicKey keys are not supported"),
     ("x25519", lambda: _spki(x25519.X25519PrivateKey.generate()), "X25519PublicKey keys are not supported"),
     ("secp256k1", lambda: _spki(ec.generate_private_key(ec.SECP256K1())), "EC curve secp256k1 is not supported"),
+    ("ed25519 identity point", lambda: _spki_public(ed25519.Ed25519PublicKey.from_public_bytes(b"\x01" + bytes(31))),
+     "Ed25519 key is a point of small order, for which signatures can be forged"),
 ]  # fmt: skip
 
 

@@ -6,7 +6,8 @@ import secrets
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x25519
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 from test_tokens_support import Keys, b64, jwk, public_pem, sign
 
 from agentceiling.tokens import key_from_jwk, load_pem_key
@@ -121,3 +122,72 @@ def test_verify_signature_never_raises_on_wrong_pairs(keys: Keys) -> None:
     assert not verify_signature(rsa_key, "RS256", b"x", b"")
     assert verify_signature(rsa_key, "PS256", b"x", sign("PS256", keys.rsa, b"x"))
     assert not verify_signature(rsa_key, "PS384", b"x", sign("PS256", keys.rsa, b"x"))
+
+
+# --- Ed25519 keys of small order (standards-idp §6: weak keys; RFC 8725 §3.4) -----------------
+
+_P = 2**255 - 19
+_Y8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
+
+
+def _small_order_encodings() -> list[bytes]:
+    """Every 32-byte spelling of the eight small-order points: both signs of x, and y >= p."""
+    ys = [0, 1, _P - 1, _Y8, _P - _Y8]
+    ys += [y + _P for y in ys if y + _P < 1 << 255]  # non-canonical y
+    return [(y | sign << 255).to_bytes(32, "little") for y in ys for sign in (0, 1)]
+
+
+def _edwards_small_order(raw: bytes) -> bool:
+    """[8]A is the identity, computed with the curve's own arithmetic (independent of the code)."""
+    d = -121665 * pow(121666, -1, _P) % _P
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    y %= _P
+    u, v = (y * y - 1) % _P, (d * y * y + 1) % _P
+    x2 = u * pow(v, -1, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    assert (x * x - x2) % _P == 0
+
+    def add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        t = d * a[0] * b[0] * a[1] * b[1] % _P
+        return (a[0] * b[1] + b[0] * a[1]) * pow(1 + t, -1, _P) % _P, (a[1] * b[1] + a[0] * b[0]) * pow(1 - t, -1, _P) % _P
+
+    point = (x, y)
+    for _ in range(3):
+        point = add(point, point)
+    return point == (0, 1)
+
+
+@pytest.mark.parametrize("raw", _small_order_encodings(), ids=lambda r: r.hex()[:8] + ".." + r.hex()[-4:])
+def test_ed25519_keys_of_small_order_are_refused(raw: bytes) -> None:
+    assert _edwards_small_order(raw)
+    message = "Ed25519 key is a point of small order, for which signatures can be forged"
+    with pytest.raises(ValueError, match=message):
+        key_from_jwk({"kty": "OKP", "crv": "Ed25519", "x": b64(raw)})
+    try:
+        public = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        return  # OpenSSL will not even load this spelling
+    with pytest.raises(ValueError, match=message):
+        load_pem_key(_pem(public))
+    # Why: R = the identity, S = 0 is a valid signature for such a key, for every message (the
+    # identity) or one in 2, 4 or 8 of them: anyone could mint tokens.
+    forged = (1).to_bytes(32, "little") + bytes(32)
+    forgeries = 0
+    for i in range(200):  # (7/8)**200: no forgery by chance is out of the question
+        try:
+            public.verify(forged, b"header.payload-%d" % i)
+            forgeries += 1
+        except InvalidSignature:
+            pass
+    assert forgeries > 0
+
+
+def test_ed25519_keys_of_full_order_still_load(keys: Keys) -> None:
+    for _ in range(50):
+        raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        assert not _edwards_small_order(raw)
+        assert key_from_jwk({"kty": "OKP", "crv": "Ed25519", "x": b64(raw)}).description == "Ed25519"

@@ -89,6 +89,21 @@ class VerificationKey:
     """e.g. ``RSA-2048``, ``EC P-384``, ``Ed25519`` (for error reasons and logs)."""
 
 
+_P25519 = 2**255 - 19
+_Y_ORDER_8 = int.from_bytes(bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
+#: The y-coordinates of the eight Ed25519 points of small order (the identity, one point of order
+#: 2, two of order 4, four of order 8; libsodium refuses the same). For such a public key A, the
+#: signature R = identity, S = 0 passes RFC 8032's check [S]B = R + [k]A whenever [k]A is the
+#: identity: for every message when A is the identity, for one message in 2, 4 or 8 otherwise.
+#: Anyone could then sign tokens. RFC 8725 §3.4: validate all cryptographic inputs.
+_SMALL_ORDER_Y = frozenset({0, 1, _P25519 - 1, _Y_ORDER_8, _P25519 - _Y_ORDER_8})
+
+
+def _small_order_ed25519(raw: bytes) -> bool:
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)  # the top bit is the sign of x
+    return y % _P25519 in _SMALL_ORDER_Y  # y >= p: a non-canonical spelling of y - p
+
+
 def _describe_and_algorithms(public_key: object) -> tuple[PublicKey, str, frozenset[str]]:
     """Classify a public key; raise ``ValueError`` with a stable reason if we refuse it."""
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -104,6 +119,9 @@ def _describe_and_algorithms(public_key: object) -> tuple[PublicKey, str, frozen
             raise ValueError(f"EC curve {public_key.curve.name} is not supported")
         return public_key, f"EC {_CRV_BY_CURVE[public_key.curve.name]}", frozenset({alg})
     if isinstance(public_key, ed25519.Ed25519PublicKey):
+        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if _small_order_ed25519(raw):
+            raise ValueError("Ed25519 key is a point of small order, for which signatures can be forged")
         return public_key, "Ed25519", frozenset({"EdDSA"})
     raise ValueError(f"{type(public_key).__name__.removeprefix('_')} keys are not supported")
 
