@@ -470,6 +470,13 @@ def test_dot_segments_are_malformed_and_namespace_slashes_are_vaults(world: Worl
         with pytest.raises(grpc.RpcError) as err:
             w.authorize(tok, path, "read")
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "path" in (err.value.details() or ""), path
+    # A path of slashes names nothing (leading slashes are dropped): LIST on "/" passed the
+    # empty-path answer's check of an entry like "+" that the ceiling does not grant there.
+    for path in ("/", "//", "///"):
+        for op in ("list", "read"):
+            with pytest.raises(grpc.RpcError) as err:
+                w.authorize(tok, path, op)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "path" in (err.value.details() or ""), path
     for path in ("secret/data/ci/app..v2", "secret/data/ci/.hidden", "/secret/data/ci/x"):
         assert w.authorize(tok, path, "read").code == "ALLOWED", path
     assert w.authorize(tok, "secret/data/ci/", "list").code == "ALLOWED"
@@ -494,3 +501,34 @@ def test_names_are_unique_per_namespace(authz_server: object, idp: Idp) -> None:
     for _ in range(2):
         assert b.authorize(tok, "secret/data/ci/a", "read").code == "CEILING_EXCEEDED"
     assert a.authorize(tok, "secret/data/ci/a", "read").code == "ALLOWED"
+
+
+def test_nul_in_an_issuer_subject_actor_or_namespace(world: World) -> None:
+    """No stored name holds NUL, and PostgreSQL refuses it in a query: an unsigned token whose iss
+    holds one, or a signed one whose sub or act.sub does, used to be UNAVAILABLE ("the directory is
+    unavailable", logged as an error) on PostgreSQL and ISSUER_UNKNOWN on SQLite. Now both answer
+    what a name that matches nothing gets; a namespace with a control character is malformed."""
+    w, idp = world, world.idp
+    w.agent("nul-bot")
+    entry = [path_access("secret/data/ci/*", "read")]
+
+    def b64(obj: object) -> str:
+        import base64
+
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    unsigned = b64({"alg": "ES256", "typ": "at+jwt"}) + "." + b64({"iss": idp.issuer + "\x00x", "sub": "x"}) + ".AAAA"
+    cases = [
+        (unsigned, "ISSUER_UNKNOWN"),
+        (idp.token("nul-bot\x00"), "SUBJECT_UNKNOWN"),
+        (idp.token("nul-bot", entry, act="nul-bot\x00"), "SUBJECT_UNKNOWN"),
+    ]
+    for token, code in cases:
+        r = w.authorize(token, "secret/data/ci/app", "read")
+        assert (r.allowed, r.code) == (False, code), r.reason
+    assert w.authorize(idp.token("nul-bot", entry), "secret/data/ci/app", "read").code == "ALLOWED"
+    for ns in (f"{w.ns}\x00", f"{w.ns}\x01", f"{w.ns}\x7f"):
+        with pytest.raises(grpc.RpcError) as err:
+            w.authorize(idp.token("nul-bot", entry), "secret/data/ci/app", "read", namespace=ns)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "namespace" in (err.value.details() or "")
+    assert "database is unavailable" not in w.server.log()

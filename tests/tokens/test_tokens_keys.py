@@ -5,8 +5,8 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
 from test_tokens_support import Keys, b64, jwk, public_pem, sign
 
@@ -151,7 +151,8 @@ def _edwards_small_order(raw: bytes) -> bool:
 
     def add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
         t = d * a[0] * b[0] * a[1] * b[1] % _P
-        return (a[0] * b[1] + b[0] * a[1]) * pow(1 + t, -1, _P) % _P, (a[1] * b[1] + a[0] * b[0]) * pow(1 - t, -1, _P) % _P
+        sum_x = (a[0] * b[1] + b[0] * a[1]) * pow(1 + t, -1, _P) % _P
+        return sum_x, (a[1] * b[1] + a[0] * b[0]) * pow(1 - t, -1, _P) % _P
 
     point = (x, y)
     for _ in range(3):

@@ -27,6 +27,9 @@ representative is returned as ``witness_path``. Exact entries are checked direct
 automata are dropped, so the state space is roughly the overlap between the entry's pattern and
 the ceiling's patterns; ``max_states`` bounds the work (exceeding it fails closed).
 
+Request paths are never empty: the endpoint drops their leading slashes and refuses a path that is
+only slashes, so the empty path (which ``+`` would match) is no request that needs a grant.
+
 Parameter containment is sound but conservative: a ceiling-denied value counts as handled when
 the entry denies it too, never admits the parameter, or allows only plain values (no globs, no
 commas) and not that one; where a glob would have to be intersected with the entry's allowed

@@ -311,7 +311,7 @@ def _text(value: str) -> str:
     return redact_jwts(value, REDACTED)
 
 
-_BAD_NAMESPACE = re.compile(r"//|\s")
+_BAD_NAMESPACE = re.compile(r"//|\s|[\x00-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------- the authorizer
@@ -366,6 +366,9 @@ class Authorizer:
                 raise BadRequest("path", f"path is longer than {MAX_PATH_CHARS} characters")
             if problem := segment_problem(path):
                 raise BadRequest("path", problem)
+            if not path.lstrip("/"):
+                # Leading slashes are dropped, as Vault's HTTP layer does: nothing would be left.
+                raise BadRequest("path", "path is only slashes: it names nothing (send no path for the token check)")
             if operation == "list" and not path.endswith("/"):
                 # Vault's HTTP layer gives every LIST path a trailing slash before any policy sees
                 # it; "kv/private" and "kv/private/" must get the same answer (a deny on
@@ -376,7 +379,7 @@ class Authorizer:
         if len(namespace) > MAX_NAMESPACE_CHARS:
             raise BadRequest("namespace", f"namespace is longer than {MAX_NAMESPACE_CHARS} characters")
         if _BAD_NAMESPACE.search(namespace):
-            raise BadRequest("namespace", "namespace has an empty segment or whitespace")
+            raise BadRequest("namespace", "namespace has an empty segment, whitespace or a control character")
 
         decision_id = audit_record.decision_id()
         trace = _Trace()

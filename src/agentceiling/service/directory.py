@@ -66,6 +66,13 @@ class StaleDirectory(Exception):
         self.age = age
 
 
+def _unstorable(*keys: str) -> bool:
+    """A lookup key holding NUL: no stored row can have it (the control plane refuses NUL in every
+    text field), and PostgreSQL refuses it in a query (psycopg's DataError, which would read as the
+    database being down). Such lookups find nothing, without asking the database."""
+    return any("\x00" in k for k in keys)
+
+
 class Directory:
     def __init__(
         self,
@@ -237,6 +244,9 @@ class Directory:
     # ---------------------------------------------------------------- lookups
 
     def profile_for_issuer(self, namespace: str, issuer_norm: str) -> Profile | None:
+        if _unstorable(namespace, issuer_norm):
+            return None
+
         def load() -> Profile | None:
             with self.db.read() as conn:
                 return repo.get_profile_by_issuer(conn, namespace, issuer_norm)
@@ -244,6 +254,9 @@ class Directory:
         return self.memo(("profile", namespace, issuer_norm), load, few_misses=True)
 
     def alias(self, namespace: str, issuer_norm: str, external_id: str) -> Alias | None:
+        if _unstorable(namespace, issuer_norm, external_id):
+            return None
+
         def load() -> Alias | None:
             with self.db.read() as conn:
                 return repo.find_alias(conn, namespace, issuer_norm, external_id)
@@ -251,6 +264,9 @@ class Directory:
         return self.memo(("alias", namespace, issuer_norm, external_id), load)
 
     def entity(self, namespace: str, entity_id: str) -> Entity | None:
+        if _unstorable(namespace, entity_id):
+            return None
+
         def load() -> Entity | None:
             with self.db.read() as conn:
                 return repo.get_entity(conn, namespace, id=entity_id)
@@ -265,6 +281,9 @@ class Directory:
         return self.memo(("entity_aliases", entity_id), load)
 
     def registration_for_entity(self, namespace: str, entity_id: str) -> Registration | None:
+        if _unstorable(namespace, entity_id):
+            return None
+
         def load() -> Registration | None:
             with self.db.read() as conn:
                 return repo.get_registration(conn, namespace, entity_id=entity_id)
@@ -272,6 +291,9 @@ class Directory:
         return self.memo(("registration", namespace, entity_id), load)
 
     def policy(self, namespace: str, name: str) -> PolicyDoc | None:
+        if _unstorable(namespace, name):
+            return None
+
         def load() -> PolicyDoc | None:
             with self.db.read() as conn:
                 return repo.get_policy(conn, namespace, name)
