@@ -116,6 +116,22 @@ def test_lifecycle(tf: Terraform, control_plane: ControlPlane, installation: Ins
     tf.apply(d, env=env)
     tf.plan(d, env=env, expect=0)
 
+    # Drift that widens trust: supported_algorithms cleared behind Terraform's back ([] accepts
+    # whatever the keys support). A read used to keep the previous list, hiding it.
+    stored = control_plane.call(
+        "OAuthResourceServerProfiles", "Read", pb.ReadProfileRequest(profile_name=f"{n}-idp")
+    ).profile
+    del stored.supported_algorithms[:]
+    control_plane.call("OAuthResourceServerProfiles", "Update", pb.UpdateProfileRequest(profile=stored))
+    plan = tf.plan(d, env=env, expect=2)
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan.stdout and "supported_algorithms" in plan.stdout, plan
+    tf.apply(d, env=env)
+    tf.plan(d, env=env, expect=0)
+    stored = control_plane.call(
+        "OAuthResourceServerProfiles", "Read", pb.ReadProfileRequest(profile_name=f"{n}-idp")
+    ).profile
+    assert list(stored.supported_algorithms)[0] == "RS256", stored
+
     # Destroy removes everything from the control plane.
     ids = {
         "entity": tf.resource(d, "vault_identity_entity.agent")["id"],

@@ -437,8 +437,9 @@ class OAuthResourceServerConfigProfile(VaultResource):
             "audiences": list_back(p.audiences, previous.get("audiences")),
             "no_default_policy": bool(p.no_default_policy),
             "user_claim": p.user_claim or _keep(previous.get("user_claim"), "sub"),
-            "supported_algorithms": list(p.supported_algorithms)
-            or _keep(previous.get("supported_algorithms"), []),
+            # Exactly as stored: [] means "whatever the keys support", so a list cleared behind
+            # Terraform's back is drift to show (upstream keeps the plan's list, hiding it).
+            "supported_algorithms": list(p.supported_algorithms),
             "jwt_type": p.jwt_type or _keep(previous.get("jwt_type"), "access_token"),
             "clock_skew_leeway": int(p.clock_skew_leeway),
             "enabled": bool(p.enabled) if p.HasField("enabled") else True,
