@@ -136,3 +136,63 @@ def test_entity_policies(tf: Terraform, control_plane: ControlPlane, installatio
     assert _policies(cp, owned) == []
     assert _policies(cp, shared) == [f"{n}-p2"]
     tf.destroy(d, env=env)
+
+
+def _switch_config(n: str, with_owner: bool, policies: list[str] | None = None) -> str:
+    config = "".join(
+        f'resource "vault_policy" "{p}" {{\n  name   = "{n}-{p}"\n'
+        f'  policy = "path \\"secret/{p}\\" {{ capabilities = [\\"read\\"] }}"\n}}\n'
+        for p in ("p1", "p2", "p3")
+    )
+    config += f'resource "vault_identity_entity" "e" {{\n  name              = "{n}-e"\n  external_policies = true\n}}\n'
+    if with_owner:
+        names = ", ".join(f"vault_policy.{p}.name" for p in policies or ["p1"])
+        config += f"""
+resource "vault_identity_entity_policies" "x" {{
+  entity_id = vault_identity_entity.e.id
+  exclusive = false
+  policies  = [{names}]
+}}
+
+resource "terraform_data" "uses_name" {{
+  triggers_replace = vault_identity_entity_policies.x.entity_name
+}}
+"""
+    return config
+
+
+def test_an_imported_owner_made_shared_keeps_the_others(
+    tf: Terraform, control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    """An import claims every policy of the entity (exclusive). A configuration with
+    exclusive = false used to remove all those it did not list at the first apply: other owners'
+    policies were lost. Now they stay, and the plan says so. And a change of policies alone no
+    longer plans entity_name as unknown (which replaced whatever used it)."""
+    env, cp = control_plane.env, control_plane
+    n = unique("sw")
+    d = workdir(tmp_path, installation, _switch_config(n, with_owner=False))
+    tf.init(d)
+    tf.apply(d, env=env)
+    entity = tf.resource(d, "vault_identity_entity.e")["id"]
+    _set_policies(cp, entity, [f"{n}-p1", f"{n}-p2", f"{n}-p3"])  # p2, p3: other owners'
+
+    write(d, _switch_config(n, with_owner=True))
+    tf.run(d, "import", "-no-color", "vault_identity_entity_policies.x", entity, env=env)
+    plan = tf.plan(d, env=env, expect=2)
+    assert "Policies stay on the entity" in plan.output and f"{n}-p2, {n}-p3" in plan.output, plan
+    tf.apply(d, env=env)
+    assert _policies(cp, entity) == [f"{n}-p1", f"{n}-p2", f"{n}-p3"]
+    tf.plan(d, env=env, expect=0)
+    assert tf.resource(d, "vault_identity_entity_policies.x")["policies"] == [f"{n}-p1"]
+
+    write(d, _switch_config(n, with_owner=True, policies=["p1", "p2"]))
+    plan = tf.plan(d, env=env, expect=2)
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan.stdout, plan
+    assert "known after apply" not in plan.stdout, plan
+    tf.apply(d, env=env)
+    tf.plan(d, env=env, expect=0)
+    assert tf.resource(d, "vault_identity_entity_policies.x")["entity_name"] == f"{n}-e"
+
+    tf.run(d, "destroy", "-auto-approve", "-no-color", "-target=vault_identity_entity_policies.x", env=env)
+    assert _policies(cp, entity) == [f"{n}-p3"]  # its own removed, the other owner's kept
+    tf.destroy(d, env=env)

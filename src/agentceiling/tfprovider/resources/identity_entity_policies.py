@@ -5,7 +5,8 @@ entity (which then sets ``external_policies = true``), as in terraform-provider-
 ``policies``, reads back every policy the entity has, and clears them on destroy. With
 ``exclusive = false`` it only adds its own policies to whatever else the entity has, reads back
 only those of its own the entity still has, and removes only its own on destroy, so several such
-resources can share one entity.
+resources can share one entity. Switching from exclusive to shared removes nothing: the exclusive
+state held every policy of the entity, not only this resource's own.
 
 Every write is a read-modify-write of the entity carrying the version it read, retried when another
 writer got there first, so concurrent applies never lose each other's policies."""
@@ -54,6 +55,22 @@ SCHEMA = Schema(
 Edit = Callable[[list[str]], list[str]]
 
 
+def _left_on_switch(prior: Mapping[str, Any] | None, planned: Mapping[str, Any]) -> list[str]:
+    """The policies an exclusive owner switching to ``exclusive = false`` leaves on the entity.
+
+    While exclusive, the state holds every policy the entity has (an import claims them all, and a
+    read takes in what others added), not only what this resource's configuration listed. So they
+    cannot all be taken as its own when it stops being exclusive: those it no longer lists stay."""
+    if prior is None or planned.get("exclusive") is not False or prior.get("exclusive") is not True:
+        return []
+    if prior.get("entity_id") != planned.get("entity_id"):
+        return []
+    wanted = planned.get("policies")
+    if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
+        return []  # unknown until apply: the apply decides the same way, without the warning
+    return sorted(set(prior.get("policies") or ()) - set(wanted))
+
+
 class IdentityEntityPolicies(VaultResource):
     type_name = "vault_identity_entity_policies"
     schema = SCHEMA
@@ -87,10 +104,30 @@ class IdentityEntityPolicies(VaultResource):
         config: dict[str, Any],
         diags: Diagnostics,
     ) -> dict[str, Any]:
+        if planned is None:
+            return planned
         # The id is the entity's id, known as soon as entity_id is: a change of policies alone
         # must not show it as "(known after apply)", which would replace whatever references it.
-        if planned is not None and isinstance(planned.get("entity_id"), str):
+        # The same for entity_name while the entity stays the same (upstream, an SDKv2 resource,
+        # keeps it too); a rename of the entity shows at the next refresh.
+        if isinstance(planned.get("entity_id"), str):
             planned["id"] = planned["entity_id"]
+            if (
+                prior is not None
+                and prior.get("entity_id") == planned["entity_id"]
+                and isinstance(prior.get("entity_name"), str)
+            ):
+                planned["entity_name"] = prior["entity_name"]
+        left = _left_on_switch(prior, planned)
+        if left:
+            diags.warning(
+                "Policies stay on the entity",
+                "With exclusive = false this resource answers only for the policies it lists. The "
+                "entity's other policies, which it owned while exclusive (imported, or added by "
+                f"others), stay where they are: {', '.join(left)}. Remove any that should go with "
+                "the configuration that owns them.",
+                ("exclusive",),
+            )
         return planned
 
     def _read(self, cp: ControlPlaneClient, values: Mapping[str, Any], entity_id: str) -> Any:
@@ -165,7 +202,8 @@ class IdentityEntityPolicies(VaultResource):
         wanted = list(dict.fromkeys(value_or(planned.get("policies"), []) or []))
         dropped: set[str] = set()
         if prior is not None and prior.get("entity_id") == planned.get("entity_id"):
-            dropped = set(prior.get("policies") or ()) - set(wanted)
+            if not _left_on_switch(prior, planned):
+                dropped = set(prior.get("policies") or ()) - set(wanted)
         elif prior is not None:
             # Moved to another entity: take this resource's policies off the old one first, as a
             # destroy would, so that no grant is left behind that nothing tracks.
@@ -180,7 +218,12 @@ class IdentityEntityPolicies(VaultResource):
             return kept + [p for p in wanted if p not in kept]
 
         entity = self._edit(cp, diags, planned, str(planned["entity_id"]), edit, action=action)
-        return None if entity is None else self._state(entity, planned, exclusive)
+        if entity is None:
+            return None
+        state = self._state(entity, planned, exclusive)
+        if isinstance(planned.get("entity_name"), str):
+            state["entity_name"] = planned["entity_name"]  # as planned; a rename shows at refresh
+        return state
 
     def create(self, client: Any, planned: dict[str, Any], diags: Diagnostics) -> dict[str, Any] | None:
         return self._write(client, None, planned, diags, "create")
