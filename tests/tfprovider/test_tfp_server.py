@@ -323,6 +323,8 @@ def test_path_conversion_follows_the_type() -> None:
     )
     steps = path_to_proto(("m", "key"), t).steps
     assert steps[1].element_key_string == "key"
+    steps = path_to_proto(("m", 7), t).steps  # a map's key, even as a number, is a string key
+    assert (steps[1].WhichOneof("selector"), steps[1].element_key_string) == ("element_key_string", "7")
     assert len(path_to_proto(("s", 0), t).steps) == 1  # no step into a set element
     steps = path_to_proto(("l", 2, "x"), t).steps
     assert (steps[1].element_key_int, steps[2].attribute_name) == (2, "x")

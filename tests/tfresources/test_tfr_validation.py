@@ -236,6 +236,33 @@ def test_field_path_and_namespace() -> None:
     assert field_path("profile.issuer_id", names) == ("issuer_id",)
     assert field_path("ceiling_policies[2]", names) == ("ceiling_policies", 2)
     assert field_path("unique_id_claim", names) is None
+    # A map entry, as the control plane names it (the key clipped, escaped, maybe with dots in it):
+    # the diagnostic goes on the map attribute (it used to have no path at all).
+    maps = ["metadata", "custom_metadata"]
+    assert field_path("metadata[team]", maps) == ("metadata",)
+    assert field_path("entity.metadata[a.b]", maps) == ("metadata",)
+    assert field_path("alias.custom_metadata[x[1]]", maps) == ("custom_metadata",)
+
+
+@pytest.mark.parametrize(
+    ("resource", "attr"), [(IdentityEntity(), "metadata"), (IdentityEntityAlias(), "custom_metadata")]
+)
+def test_metadata_maps_are_checked_at_plan_time_on_the_entry(resource: Any, attr: str) -> None:
+    """What the control plane refuses in a metadata map was found only at apply (and its error had
+    no attribute path); it is refused by the plan, on the entry."""
+    config = {a.name: None for a in resource.schema.attributes}
+    config.update(name="n", canonical_id="c", issuer="https://idp.example.com/", external_id="e")
+    config[attr] = {"team": "ok", "big": "v" * 4097, "k" * 257: "v", "nul": "a\x00b", "unknown": UNKNOWN}
+    errors = _validate(resource, config)
+    assert sorted((p, d.split(": ", 1)[1]) for _, d, p in errors) == sorted([
+        ((attr, "big"), "must be at most 4096 characters."),
+        ((attr, "k" * 257), "key must be at most 256 characters."),
+        ((attr, "nul"), "must not contain NUL characters."),
+    ])
+    config[attr] = {f"k{i}": "v" for i in range(65)}
+    assert _validate(resource, config) == [(f"Invalid {attr}", f"{attr} must have at most 64 entries.", (attr,))]
+    config[attr] = {f"k{i}": "v" for i in range(64)}
+    assert _validate(resource, config) == []
     assert join_namespace("", None) == "root"
     assert join_namespace("admin", "team") == "admin/team"
     assert join_namespace("root", "team") == "team"

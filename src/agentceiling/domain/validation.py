@@ -134,18 +134,27 @@ def check_list(v: Violations, field: str, values: tuple[str, ...], max_items: in
     return ok
 
 
+def map_entry_problem(key: str, value: str) -> str | None:
+    """What is wrong with one entry of a metadata map (shared with the Terraform provider's
+    plan-time checks), None when nothing is."""
+    if "\x00" in key:
+        return "key must not contain NUL characters"
+    if len(key) > MAP_KEY_MAX:
+        return f"key must be at most {MAP_KEY_MAX} characters"
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if len(value) > MAP_VALUE_MAX:
+        return f"must be at most {MAP_VALUE_MAX} characters"
+    return None
+
+
 def check_map(v: Violations, field: str, values: dict[str, str]) -> None:
     if len(values) > LIST_MAX:
         v.add(field, f"must have at most {LIST_MAX} entries")
         return
     for key, value in values.items():
-        where = f"{field}[{shown(key, 64)}]"
-        if "\x00" in key:
-            v.add(where, "key must not contain NUL characters")
-        elif len(key) > MAP_KEY_MAX:
-            v.add(where, f"key must be at most {MAP_KEY_MAX} characters")
-        else:
-            check_text(v, where, value, MAP_VALUE_MAX)
+        if problem := map_entry_problem(key, value):
+            v.add(f"{field}[{shown(key, 64)}]", problem)
 
 
 def check_namespace(namespace: str, field: str = "namespace", *, creating: bool = False) -> None:

@@ -41,6 +41,7 @@ _RETRYABLE = frozenset(
 )
 _WRAPPERS = frozenset({"profile", "registration", "policy", "entity", "alias", "flag"})
 _INDEX = re.compile(r"\[(\d+)\]")
+_MAP_ENTRY = re.compile(r"\[(?!\d+\])")
 
 
 class AddressError(ValueError):
@@ -149,6 +150,10 @@ def field_path(
 ) -> AttributePath | None:
     """Map an API field name (``public_keys[0].pem``, ``profile.issuer_id``) onto a resource
     attribute path, or None when it names nothing in the schema."""
+    # A map entry ("metadata[team]", the key shown clipped and escaped, and possibly holding dots
+    # or brackets itself): the diagnostic goes on the map attribute.
+    if entry := _MAP_ENTRY.search(name):
+        name = name[: entry.start()]
     tokens: list[str | int] = []
     for part in name.replace("/", ".").split("."):
         if not part:

@@ -61,10 +61,10 @@ def path_to_proto(path: AttributePath, t: CompiledType | None = None) -> pb.Attr
     for step in path:
         if t is not None and isinstance(t, cty._Set):
             break
-        if isinstance(step, int) and not isinstance(step, bool):
+        if isinstance(step, int) and not isinstance(step, bool) and not isinstance(t, cty._Map):
             steps.append(pb.AttributePath.Step(element_key_int=step))
             t = getattr(t, "elem", None) if not isinstance(t, cty._Tuple) else _tuple_elem(t, step)
-        elif t is not None and isinstance(t, cty._Map):
+        elif t is not None and isinstance(t, cty._Map):  # a key, even one that reads as a number
             steps.append(pb.AttributePath.Step(element_key_string=str(step)))
             t = t.elem
         else:

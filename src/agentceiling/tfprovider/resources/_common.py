@@ -65,6 +65,24 @@ def check_not_blank(config: Mapping[str, Any], diags: Diagnostics, name: str, wh
         diags.error(f"Invalid {name}", f"{what or name} cannot be empty.", (name,))
 
 
+def check_string_map(config: Mapping[str, Any], name: str, diags: Diagnostics) -> None:
+    """The control plane's limits on a metadata map, checked at plan time: on the attribute for
+    the number of entries, on the entry for a key or value it would refuse."""
+    from agentceiling.domain.validation import LIST_MAX, map_entry_problem, shown  # the server's own rules
+
+    values = config.get(name)
+    if not isinstance(values, dict):
+        return
+    if len(values) > LIST_MAX:
+        diags.error(f"Invalid {name}", f"{name} must have at most {LIST_MAX} entries.", (name,))
+        return
+    for key, value in values.items():
+        if isinstance(key, str) and isinstance(value, str):
+            problem = map_entry_problem(key, value)
+            if problem:
+                diags.error(f"Invalid {name}", f'{name}["{shown(key, 64)}"]: {problem}.', (name, key))
+
+
 def policy_name_problem(name: str, root_message: str) -> str | None:
     """What the control plane would refuse in one name of a policy list (an entity's policies, a
     registration's ceiling), said at plan time instead of at apply."""

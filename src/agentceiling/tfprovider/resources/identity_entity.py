@@ -21,6 +21,7 @@ from agentceiling.tfprovider.resources._common import (
     NAMESPACE_ATTRIBUTE,
     VaultResource,
     check_namespace,
+    check_string_map,
     import_namespace,
     list_back,
     map_back,
@@ -77,6 +78,7 @@ class IdentityEntity(VaultResource):
 
     def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         check_namespace(config, diags)
+        check_string_map(config, "metadata", diags)
         name = config.get("name")
         if isinstance(name, str) and not name.strip():
             diags.error("Invalid name", "name cannot be empty: leave it out to have one generated.", ("name",))

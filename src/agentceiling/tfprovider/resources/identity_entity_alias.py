@@ -21,6 +21,7 @@ from agentceiling.tfprovider.resources._common import (
     NAMESPACE_ATTRIBUTE,
     VaultResource,
     check_namespace,
+    check_string_map,
     http_url_problem,
     import_namespace,
     map_back,
@@ -86,6 +87,7 @@ class IdentityEntityAlias(VaultResource):
 
     def validate(self, config: dict[str, Any], diags: Diagnostics) -> None:
         check_namespace(config, diags)
+        check_string_map(config, "custom_metadata", diags)
         for name in ("name", "canonical_id", "mount_accessor", "external_id"):
             value = config.get(name)
             if isinstance(value, str) and not value.strip():
