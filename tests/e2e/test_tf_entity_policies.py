@@ -144,7 +144,9 @@ def _switch_config(n: str, with_owner: bool, policies: list[str] | None = None) 
         f'  policy = "path \\"secret/{p}\\" {{ capabilities = [\\"read\\"] }}"\n}}\n'
         for p in ("p1", "p2", "p3")
     )
-    config += f'resource "vault_identity_entity" "e" {{\n  name              = "{n}-e"\n  external_policies = true\n}}\n'
+    config += (
+        f'resource "vault_identity_entity" "e" {{\n  name              = "{n}-e"\n  external_policies = true\n}}\n'
+    )
     if with_owner:
         names = ", ".join(f"vault_policy.{p}.name" for p in policies or ["p1"])
         config += f"""

@@ -130,7 +130,7 @@ def test_lifecycle(tf: Terraform, control_plane: ControlPlane, installation: Ins
     stored = control_plane.call(
         "OAuthResourceServerProfiles", "Read", pb.ReadProfileRequest(profile_name=f"{n}-idp")
     ).profile
-    assert list(stored.supported_algorithms)[0] == "RS256", stored
+    assert stored.supported_algorithms[0] == "RS256", stored
 
     # Destroy removes everything from the control plane.
     ids = {
