@@ -1,5 +1,5 @@
-"""Plans that must update in place rather than replace (as upstream's do), and a rename that
-needs `create_before_destroy`, with the real CLI."""
+"""Plans that must update in place rather than replace (as upstream's do), and renames that need
+`create_before_destroy` or `replace_triggered_by`, with the real CLI."""
 
 from __future__ import annotations
 
@@ -125,5 +125,52 @@ resource "vault_agent_registration" "r" {{
     write(d, config(f"{n}-c2", cbd=True))
     tf.apply(d, env=env)
     assert tf.resource(d, "vault_agent_registration.r")["ceiling_policies"] == [f"{n}-c2"]
+    tf.plan(d, env=env, expect=0)
+    tf.destroy(d, env=env)
+
+
+def test_renaming_a_profile_in_use_needs_its_aliases_replaced_and_says_so(
+    tf: Terraform, control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    """A profile that aliases use cannot be deleted: a rename, which replaces the profile, failed
+    with nothing to say what to do. It fails with a hint, and applies with replace_triggered_by on
+    the alias (its issuer does not change, so Terraform would not replace it by itself)."""
+    env, n = control_plane.env, unique("prename")
+
+    def config(name: str, replace_aliases: bool) -> str:
+        lifecycle = (
+            "\n  lifecycle {\n    replace_triggered_by = [vault_oauth_resource_server_config_profile.p.id]\n  }"
+            if replace_aliases
+            else ""
+        )
+        return f"""
+resource "vault_oauth_resource_server_config_profile" "p" {{
+  profile_name = "{name}"
+  issuer_id    = "https://{n}.idp.example.com/"
+  jwks_uri     = "https://{n}.idp.example.com/jwks"
+}}
+resource "vault_identity_entity" "e" {{
+  name = "{n}-e"
+}}
+resource "vault_identity_entity_alias" "a" {{
+  name         = "{n}-a"
+  canonical_id = vault_identity_entity.e.id
+  issuer       = vault_oauth_resource_server_config_profile.p.issuer_id
+  external_id  = "{n}-agent"{lifecycle}
+}}
+"""
+
+    d = workdir(tmp_path, installation, config(f"{n}-p1", replace_aliases=False))
+    tf.init(d)
+    tf.apply(d, env=env)
+    write(d, config(f"{n}-p2", replace_aliases=False))
+    failed = tf.apply(d, env=env, expect=1)
+    assert "used by entity aliases" in failed.output and "replace_triggered_by" in failed.output, failed
+    write(d, config(f"{n}-p2", replace_aliases=True))
+    tf.apply(d, env=env)
+    profile = tf.resource(d, "vault_oauth_resource_server_config_profile.p")
+    assert profile["profile_name"] == f"{n}-p2"
+    alias = tf.resource(d, "vault_identity_entity_alias.a")
+    assert alias["mount_accessor"] == f"oauth-resource-server_root_{profile['id']}", alias
     tf.plan(d, env=env, expect=0)
     tf.destroy(d, env=env)

@@ -507,7 +507,17 @@ class OAuthResourceServerConfigProfile(VaultResource):
         request = cp.pb.DeleteProfileRequest(
             namespace=cp.namespace(state.get("namespace")), profile_name=state["profile_name"]
         )
-        self.remove(cp, diags, request, state)
+        self.remove(
+            cp,
+            diags,
+            request,
+            state,
+            hint="A profile that entity aliases still use cannot be deleted: delete those aliases first. "
+            "When a new profile_name (or namespace) replaces the profile, replace its aliases with it: give "
+            "each vault_identity_entity_alias that uses it `lifecycle { replace_triggered_by = "
+            "[vault_oauth_resource_server_config_profile.<name>.id] }`. Terraform then deletes the aliases "
+            "before the profile and creates them again after the new one.",
+        )
 
     def import_state(self, client: Any, import_id: str, diags: Diagnostics) -> dict[str, Any] | None:
         if not import_id.strip():
