@@ -397,9 +397,22 @@ def test_malformed_actor(keys: Keys, validator: TokenValidator, act: Any, reason
     assert refused(validator, token, static_trust(("k1", keys.rsa))) == invalid(reason)
 
 
-def test_actor_object_without_sub_is_not_delegation(keys: Keys, validator: TokenValidator) -> None:
-    token = make_token(keys.rsa, claims(act={"client_id": "c"}))
-    assert validator.validate(token, static_trust(("k1", keys.rsa))).actor_subject is None
+@pytest.mark.parametrize("act", [{}, {"client_id": "c"}, {"act": {"sub": "older-agent"}}])
+def test_actor_object_without_sub_fails_closed(keys: Keys, validator: TokenValidator, act: Any) -> None:
+    """Delegation named without its actor is refused (vault-semantics §3.1 step 5: OBO fails
+    closed); it used to be taken as a direct call by the subject."""
+    token = make_token(keys.rsa, claims(act=act))
+    assert refused(validator, token, static_trust(("k1", keys.rsa))) == invalid(
+        'claim "act.sub" is required when "act" is present'
+    )
+    # A custom actor path: the same once its first member is there.
+    trust = static_trust(("k1", keys.rsa), actor_claim="delegation.agent.id")
+    for present in ({}, {"agent": {}}):
+        token = make_token(keys.rsa, claims(delegation=present))
+        assert refused(validator, token, trust) == invalid(
+            'claim "delegation.agent.id" is required when "delegation" is present'
+        )
+    assert validator.validate(make_token(keys.rsa, claims()), trust).actor_subject is None
 
 
 def test_non_string_txn(keys: Keys, validator: TokenValidator) -> None:

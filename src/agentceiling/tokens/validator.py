@@ -301,7 +301,12 @@ def _actor(claims: Mapping[str, Any], profile: _Profile) -> str | None:
             raise invalid(f"claim {quote('.'.join(profile.actor_path[:depth]))} must be an object")
         node = node.get(part, _MISSING)
         if node is _MISSING:
-            return None
+            if depth == 0:
+                return None  # no delegation: a direct call
+            # Delegation named without its actor ({"act": {}}): fail closed rather than take the
+            # call as a direct one (vault-semantics §3.1 step 5).
+            container = quote(profile.actor_path[0])
+            raise invalid(f"claim {quote(profile.actor_claim)} is required when {container} is present")
     if not isinstance(node, str) or not node:
         raise invalid(f"claim {quote(profile.actor_claim)} must be a non-empty string")
     return node
