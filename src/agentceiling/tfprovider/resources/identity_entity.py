@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agentceiling.tfprovider.client import ControlPlaneClient
+import grpc
+
+from agentceiling.tfprovider.client import ApiError, ControlPlaneClient
 from agentceiling.tfprovider.framework.types import (
     BOOL,
     STRING,
@@ -28,6 +30,9 @@ from agentceiling.tfprovider.resources._common import (
     policy_name_problem,
     value_or,
 )
+
+#: Attempts at carrying the policies through an update while other writers keep changing them.
+_ATTEMPTS = 8
 
 SCHEMA = Schema(
     description="Manages an identity entity.",
@@ -156,9 +161,15 @@ class IdentityEntity(VaultResource):
         cp = self.client(client, diags)
         if cp is None:
             return None
-        current = None
-        if value_or(planned.get("external_policies"), False):
-            # Policies are managed elsewhere and an update replaces the whole entity: carry them.
+        if not value_or(planned.get("external_policies"), False):
+            entity = self._to_api(cp, planned, None)
+            entity.id = prior["id"]
+            request = cp.pb.UpdateEntityRequest(entity=entity)
+            return self.written(cp, diags, action="update", method="Update", request=request, values=planned)
+        # Policies are managed elsewhere (vault_identity_entity_policies) and an update replaces the
+        # whole entity: carry the policies it has, written with the version they were read at, and
+        # read again when another writer got in between (else its policies would be lost).
+        for attempt in range(_ATTEMPTS):
             got = self.fetch(cp, diags, self._read_request(cp, prior), prior, action="update")
             if got is None:
                 if not diags.has_errors:
@@ -167,11 +178,25 @@ class IdentityEntity(VaultResource):
                         f"{self.subject(planned)} no longer exists in the control plane.",
                     )
                 return None
-            current = got.entity
-        entity = self._to_api(cp, planned, current)
-        entity.id = prior["id"]
-        request = cp.pb.UpdateEntityRequest(entity=entity)
-        return self.written(cp, diags, action="update", method="Update", request=request, values=planned)
+            entity = self._to_api(cp, planned, got.entity)
+            request = cp.pb.UpdateEntityRequest(entity=entity, expected_version=got.entity.version)
+            try:
+                resp = cp.call(self.service, "Update", request)
+            except ApiError as err:
+                if err.code == grpc.StatusCode.ABORTED and attempt + 1 < _ATTEMPTS:
+                    continue
+                cp.add_error(
+                    diags,
+                    err,
+                    action="update",
+                    subject=self.subject(planned),
+                    attributes=self.attribute_names(),
+                    renames=self.renames,
+                )
+                return None
+            self.warn(cp, diags, resp, self.subject(planned), self.warning_path)
+            return self._from_api(resp.entity, planned)
+        return None  # unreachable: the last attempt returns or reports
 
     def delete(self, client: Any, state: dict[str, Any], diags: Diagnostics) -> None:
         cp = self.client(client, diags)
