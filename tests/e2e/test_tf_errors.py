@@ -273,3 +273,41 @@ resource "vault_identity_entity" "e" {{
     assert '"list"' in stored, "the existing policy was not overwritten"
     tf.plan(d5, env=env, expect=0)  # nothing left to do
     tf.destroy(d5, env=env)
+
+
+def test_values_unknown_at_plan_are_checked_before_anything_is_written(
+    tf: Terraform, control_plane: ControlPlane, installation: Installation, tmp_path: Path
+) -> None:
+    """A value known only at apply (from another resource) passes the plan's checks unjudged;
+    terraform validates the configuration again at apply, with it known, so the provider's checks
+    (a fractional clock_skew_leeway, an oversized metadata value) still refuse it on the attribute,
+    before anything is written."""
+    env, n = control_plane.env, unique("late")
+    d = workdir(tmp_path, installation, f"""
+resource "terraform_data" "leeway" {{
+  input = 1.5
+}}
+resource "vault_oauth_resource_server_config_profile" "p" {{
+  profile_name      = "{n}"
+  issuer_id         = "https://{n}.idp.example.com/"
+  jwks_uri          = "https://{n}.idp.example.com/jwks"
+  clock_skew_leeway = terraform_data.leeway.output
+}}
+resource "vault_identity_entity" "e" {{
+  name     = "{n}-e"
+  metadata = {{ team = terraform_data.leeway.id == "" ? "" : "{"x" * 5000}" }}
+}}
+""")
+    tf.init(d)
+    tf.plan(d, env=env, expect=2)  # nothing to refuse yet: the values are unknown
+    failed = tf.apply(d, env=env, expect=1)
+    out = re.sub(r"\s+", " ", failed.output)
+    assert "clock_skew_leeway is a whole number of seconds, got 1.5" in out, failed
+    assert "inconsistent result" not in out, failed
+    assert 'metadata["team"]: must be at most 4096 characters' in out, failed
+    with pytest.raises(Exception) as err:
+        control_plane.call("OAuthResourceServerProfiles", "Read", pb.ReadProfileRequest(profile_name=n))
+    assert "NOT_FOUND" in str(err.value) or "not found" in str(err.value), err.value
+    listed = control_plane.call("IdentityEntities", "List", pb.ListRequest(page_size=1000)).entities
+    assert f"{n}-e" not in [e.name for e in listed]
+    assert "vault_oauth_resource_server_config_profile.p" not in tf.run(d, "state", "list", env=env).stdout
