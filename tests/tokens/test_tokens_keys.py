@@ -42,6 +42,14 @@ def test_load_pem_key_classifies(keys: Keys, attr: str, description: str, algori
             lambda k: _pem(rsa.RSAPublicNumbers(65537, (1 << 8999) | secrets.randbits(8000) | 1).public_key()),
             "RSA key is 9000 bits; at most 8192 are accepted",
         ),
+        (
+            lambda k: _pem(rsa.RSAPublicNumbers(65537, (1 << 2047) | secrets.randbits(2046) << 1).public_key()),
+            "RSA modulus has a small prime factor, so signatures can be forged",  # even
+        ),
+        (
+            lambda k: _pem(rsa.RSAPublicNumbers(65537, 9973 * (((1 << 2048) - 1) // 9973 | 1)).public_key()),
+            "RSA modulus has a small prime factor, so signatures can be forged",
+        ),
         (lambda k: _pem(ec.generate_private_key(ec.SECP256K1()).public_key()), "EC curve secp256k1 is not supported"),
         (lambda k: _pem(ed448.Ed448PrivateKey.generate().public_key()), "Ed448PublicKey keys are not supported"),
         (lambda k: _pem(x25519.X25519PrivateKey.generate().public_key()), "X25519PublicKey keys are not supported"),

@@ -104,6 +104,20 @@ def _small_order_ed25519(raw: bytes) -> bool:
     return y % _P25519 in _SMALL_ORDER_Y  # y >= p: a non-canonical spelling of y - p
 
 
+def _primes_below(limit: int) -> list[int]:
+    sieve = bytearray([1]) * limit
+    sieve[:2] = b"\x00\x00"
+    for i in range(2, int(limit**0.5) + 1):
+        if sieve[i]:
+            sieve[i * i :: i] = bytearray(len(range(i * i, limit, i)))
+    return [i for i in range(limit) if sieve[i]]
+
+
+#: The product of the primes below 10 000: an RSA modulus sharing one with it (an even one, say)
+#: is factored at once, and then anyone can sign with the key. One gcd per key loaded.
+_SMALL_PRIMES = math.prod(_primes_below(10_000))
+
+
 def _describe_and_algorithms(public_key: object) -> tuple[PublicKey, str, frozenset[str]]:
     """Classify a public key; raise ``ValueError`` with a stable reason if we refuse it."""
     if isinstance(public_key, rsa.RSAPublicKey):
@@ -112,6 +126,8 @@ def _describe_and_algorithms(public_key: object) -> tuple[PublicKey, str, frozen
             raise ValueError(f"RSA key is {bits} bits; at least {MIN_RSA_BITS} are required")
         if bits > MAX_RSA_BITS:
             raise ValueError(f"RSA key is {bits} bits; at most {MAX_RSA_BITS} are accepted")
+        if math.gcd(public_key.public_numbers().n, _SMALL_PRIMES) != 1:
+            raise ValueError("RSA modulus has a small prime factor, so signatures can be forged")
         return public_key, f"RSA-{bits}", RSA_ALGORITHMS
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         alg = _ALG_BY_CURVE.get(public_key.curve.name)
