@@ -303,9 +303,12 @@ class JwksClient:
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
 
+        fired = threading.Event()
+
         def expire() -> None:
             # The whole fetch's deadline, whatever it is doing: a server that drips a byte at a
             # time never trips a per-read timeout, so shut the socket under it.
+            fired.set()
             sock = conn.sock
             if sock is not None:
                 with contextlib.suppress(OSError):
@@ -339,6 +342,8 @@ class JwksClient:
                 body += chunk
                 if len(body) > self._max_bytes:
                     raise _FetchError(f"response exceeds {self._max_bytes} bytes")
+            if fired.is_set():  # the end of the body was the socket shut under it: a timeout
+                raise TimeoutError
             return bytes(body)
         except ssl.SSLCertVerificationError as exc:
             raise _FetchError(f"TLS certificate verification failed: {exc.verify_message}") from None
