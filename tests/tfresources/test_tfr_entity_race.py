@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningServer, start_server
+import root_conftest
 
 from agentceiling._gen.agentceiling.v1 import control_plane_pb2 as pb
 from agentceiling.tfprovider.client import ClientSettings, ControlPlaneClient, parse_address
@@ -31,6 +31,10 @@ class _Interleaving(ControlPlaneClient):
             if self.updates == 1:
                 self.other_write()
         return super().call(service, method, request, timeout=timeout)
+
+
+RunningServer = root_conftest.root.RunningServer
+start_server = root_conftest.root.start_server
 
 
 @pytest.fixture
