@@ -367,3 +367,45 @@ def test_frames_split_anywhere_across_reads_decode_the_same() -> None:
         ]
     with pytest.raises(ValueError, match="unknown"):
         aw.ReplyDecoder().feed(b"Z")
+
+
+def test_the_deciders_frames_split_anywhere_decode_the_same() -> None:
+    """``D`` requests; ``P``, ``U``, ``B`` answers and ``H`` health reports, mixed with the others."""
+    from agentceiling.store import audit_writer as aw
+
+    requests = b"".join(
+        [
+            aw._RECORD_HEAD.pack(b"D", 1, 3) + b"abc",
+            aw._RECORD_HEAD.pack(b"R", 2, 2) + b"{}",
+            aw._RECORD_HEAD.pack(b"D", 3, 0),
+            b"X" + aw._U64.pack(3),
+        ]
+    )
+    health = json.dumps({"stale": True}).encode()
+    replies = b"".join(
+        [
+            aw._framed(b"P", 1, b"answer-1"),
+            b"H" + aw._U32.pack(len(health)) + health,
+            aw._ack(2, AuditReceipt(10, "a" * 64)),
+            aw._framed(b"U", 3, b"unavailable-3"),
+            aw._framed(b"B", 4, json.dumps({"field": "path", "message": "no \u2013 good"}).encode()),
+        ]
+    )
+    for size in (1, 2, 3, 7, len(requests), len(replies)):
+        rd, got, gone = aw._RequestDecoder(), [], set()
+        for i in range(0, len(requests), size):
+            recs, ab = rd.feed(requests[i : i + size])
+            got += recs
+            gone |= ab
+        assert got == [(2, b"{}")] and rd.to_decide == [(1, b"abc"), (3, b"")] and gone == {3}
+        dec, out = aw.ReplyDecoder(), []
+        for i in range(0, len(replies), size):
+            out += dec.feed(replies[i : i + size])
+        bad = out[3][1]
+        assert isinstance(bad, aw.BadRequestReply) and (bad.field, str(bad)) == ("path", "no \u2013 good")
+        assert out[:3] == [
+            (1, aw.Answer(b"answer-1"), None),
+            (2, AuditReceipt(10, "a" * 64), None),
+            (3, aw.Answer(b"unavailable-3"), "the audit log cannot be written"),
+        ]
+        assert dec.health == [True]

@@ -1,13 +1,13 @@
 """The authorization endpoint's audit log, written by a process of its own.
 
-The serving process decides; this process (``python -m agentceiling.store.audit_writer``, started
-by :meth:`AuditWriter.start`) owns the :class:`~agentceiling.store.audit_log.AuditLog`: its lock,
-its hash chain, its group commits and their ``fdatasync``. The server hands each record over a pipe
-and answers the call only once this process reports the record durable, so the guarantee is the
-audit log's own: no answer leaves before its record is on disk. What moves is the work: encoding,
-hashing, writing and syncing no longer take the serving process's GIL, and the serving side pays
-one pipe write per event-loop iteration and one read per group commit (docs/performance.md, sixth
-pass).
+This process (``python -m agentceiling.store.audit_writer``, started by :meth:`AuditWriter.start`;
+the endpoint starts it as ``agentceiling.api.authz_worker``, which decides too, see below) owns
+the :class:`~agentceiling.store.audit_log.AuditLog`: its lock, its hash chain, its group commits and
+their ``fdatasync``. The server hands each record over a pipe and answers the call only once this
+process reports the record durable, so the guarantee is the audit log's own: no answer leaves
+before its record is on disk. What moves is the work: encoding, hashing, writing and syncing no
+longer take the serving process's GIL, and the serving side pays one pipe write per event-loop
+iteration and one read per group commit (docs/performance.md, sixth pass).
 
 The writer process ignores SIGINT and SIGTERM (it runs in a session of its own): it stops when the
 server closes the request pipe, after writing out everything it was sent, so a server that is
@@ -30,6 +30,25 @@ to server    ``F`` length:u32 JSON ``{"kind", "message"}``  it could not be open
 to server    ``A`` id:u64 seq:u64 hash:64 hex              record ``id`` is durable
 to server    ``E`` id:u64 length:u32 message               record ``id`` failed: log unavailable
 ===========  ============================================  =========================================
+
+Started with a decider (``agentceiling.api.authz_worker``, which the authorization endpoint
+starts), this process also decides: the endpoint's event loop hands it each Authorize request as
+the bytes it arrived in, and it decides, writes the decision's record in its next group commit, and
+answers with the serialized answer once the record is durable. The decider's configuration (the
+database URL among it) comes through a pipe of its own (``--config-fd``), never the command line or
+the environment. More frames:
+
+===========  ============================================  =========================================
+to writer    ``D`` id:u64 length:u32 body                  decide (the body is the decider's own)
+to server    ``P`` id:u64 length:u32 answer                decision ``id``'s record is durable:
+                                                           its answer
+to server    ``U`` id:u64 length:u32 answer                its record could not be written: the
+                                                           answer to give instead (UNAVAILABLE)
+to server    ``B`` id:u64 length:u32 JSON                  the request is malformed: ``{"field",
+                                                           "message"}`` (nothing is audited)
+to server    ``H`` length:u32 JSON ``{"stale": bool}``     the decider can (not) confirm that its
+                                                           directory is current
+===========  ============================================  =========================================
 """
 
 from __future__ import annotations
@@ -50,8 +69,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .audit_log import (
     AuditLog,
@@ -65,12 +85,19 @@ from .audit_log import (
     lock_path,
 )
 
-__all__ = ["MODULE", "AuditWriter", "ReplyDecoder", "main"]
+__all__ = ["MODULE", "Answer", "AuditWriter", "BadRequestReply", "Decided", "Decider", "ReplyDecoder", "main"]
 
 log = logging.getLogger("agentceiling.store.audit_writer")
 
 #: What ``agentceiling audit rotate`` looks for in the command line of the lock's holder.
 MODULE = "agentceiling.store.audit_writer"  # not __name__: "__main__" in the writer process
+#: The modules a writer process runs as: alone, or as the authorization worker (which decides too).
+MODULES = (MODULE, "agentceiling.api.authz_worker")
+
+
+def runs_a_writer(cmdline: Sequence[bytes]) -> bool:
+    """Whether a process with this command line (``/proc/<pid>/cmdline`` split) is a writer process."""
+    return any(m.encode() in cmdline for m in MODULES)
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -82,11 +109,6 @@ _ID_LENGTH = struct.Struct("<QI")
 #: few hundred records while the writer is busy, so the event loop rarely meets a full pipe.
 _PIPE_BYTES = 1 << 20
 
-#: A group that starts within _BUSY seconds of the last one's end waits up to _LINGER seconds for
-#: more records (measured in docs/performance.md: ~1.9 records per fdatasync instead of ~1.2 under
-#: the benchmark's load); a lone record never waits.
-_BUSY = 0.001
-_LINGER = 0.001
 
 _OPEN_KINDS: dict[str, type[Exception]] = {
     "locked": AuditLogLocked,
@@ -117,7 +139,7 @@ def _name_the_server(path: Path) -> str:
         ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return ""
-    if MODULE.encode() not in cmdline:
+    if not runs_a_writer(cmdline):
         return ""
     try:
         parent = Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")
@@ -140,6 +162,47 @@ def _error(ident: int, message: str) -> bytes:
     return b"E" + _ID_LENGTH.pack(ident, len(body)) + body
 
 
+def _framed(kind: bytes, ident: int, body: bytes) -> bytes:
+    return kind + _ID_LENGTH.pack(ident, len(body)) + body
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What the decider made of one ``D`` frame."""
+
+    ident: int
+    record: str | None
+    """The decision's audit record (canonical JSON); None for a malformed request."""
+    answer: bytes
+    """The answer once ``record`` is durable (for a malformed request: the ``B`` frame's JSON)."""
+    unavailable: Callable[[BaseException], bytes] | None = None
+    """The answer when ``record`` cannot be written."""
+
+
+class Decider(Protocol):
+    """What this process decides with (``agentceiling.api.authz_worker``). Called from its one
+    serving thread; it may decide in threads of its own, and then calls the ``wake`` it was built
+    with when :meth:`ready` has more."""
+
+    def decide(self, ident: int, body: bytes) -> Decided | None:
+        """Decide now, or return None and hand the result to :meth:`ready` later."""
+        ...
+
+    def ready(self) -> list[Decided]:
+        """The decisions finished in other threads since the last call."""
+        ...
+
+    def health(self) -> bool | None:
+        """Whether the directory is stale, when that changed since the last call (else None)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+DeciderFactory = Callable[[bytes, Callable[[], None]], Decider]
+"""Builds the decider from its configuration (the ``--config-fd`` pipe's bytes) and ``wake``."""
+
+
 def _id_and_body(buf: bytes, i: int) -> tuple[int, bytes, int] | None:
     """The id and body of the ``R`` or ``E`` frame at ``buf[i]``, and where the next frame starts;
     None while the frame is incomplete."""
@@ -153,25 +216,28 @@ def _id_and_body(buf: bytes, i: int) -> tuple[int, bytes, int] | None:
 
 
 class _RequestDecoder:
-    """Incremental decoder of the server's ``R`` and ``X`` frames."""
+    """Incremental decoder of the server's ``R``, ``D`` and ``X`` frames."""
 
     def __init__(self) -> None:
         self._buf = b""
+        self.to_decide: list[tuple[int, bytes]] = []
+        """The ``D`` frames fed so far, (id, body), in order: the caller takes them."""
 
     def feed(self, data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
-        """The records (id, bytes) and the abandoned ids in ``data`` (plus what was left over)."""
+        """The records (id, bytes) and the abandoned ids in ``data`` (plus what was left over);
+        ``D`` frames go to :attr:`to_decide`."""
         buf = self._buf + data if self._buf else data
         records: list[tuple[int, bytes]] = []
         abandoned: set[int] = set()
         i, n = 0, len(buf)
         while i < n:
             kind = buf[i]
-            if kind == 0x52:  # "R"
+            if kind in (0x52, 0x44):  # "R", "D"
                 framed = _id_and_body(buf, i)
                 if framed is None:
                     break
                 ident, body, i = framed
-                records.append((ident, body))
+                (records if kind == 0x52 else self.to_decide).append((ident, body))
             elif kind == 0x58:  # "X"
                 if n - i < 1 + _U64.size:
                     break
@@ -183,76 +249,171 @@ class _RequestDecoder:
         return records, abandoned
 
 
-def _serve(alog: AuditLog, request_fd: int, reply_fd: int, wake_fd: int, hangup: list[bool]) -> None:
-    """Until end of file on the request pipe: everything that arrived while the last group was being
-    written is the next group (one read, one write, one fdatasync, one reply write for all of it).
-    One thread, so no hand-offs: under load that is what a record costs most (docs/performance.md)."""
+class _Replies:
+    """The reply pipe, written by the serving thread and the committer."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def send(self, frames: list[bytes]) -> None:
+        if frames:
+            with self._lock, contextlib.suppress(BrokenPipeError):  # the server is gone: nobody waits
+                _write_all(self._fd, b"".join(frames))
+
+
+class _Committer:
+    """The group commits, in a thread of their own: while one group's ``fdatasync`` runs (it
+    releases the GIL), the serving thread reads and decides what comes next, and everything it
+    hands over meanwhile is the next group (one write, one ``fdatasync`` and one reply write for
+    all of it). The log is written by this thread only."""
+
+    def __init__(self, alog: AuditLog, replies: _Replies) -> None:
+        self._alog = alog
+        self._replies = replies
+        self._cond = threading.Condition()
+        self._batch: list[tuple[int, bytes, Decided | None]] = []
+        self._rotate = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="audit-commit", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: list[tuple[int, bytes, Decided | None]]) -> None:
+        """Records (id, payload, its decision or None) for the next group."""
+        with self._cond:
+            self._batch += items
+            self._cond.notify()
+
+    def abandon(self, idents: set[int]) -> None:
+        """The server gave up on these: drop those not written yet."""
+        with self._cond:
+            self._batch = [item for item in self._batch if item[0] not in idents]
+
+    def rotate(self) -> None:
+        self._alog.request_rotation()
+        with self._cond:
+            self._rotate = True  # rotate now, while idle: write_group([]) does
+            self._cond.notify()
+
+    def finish(self) -> None:
+        """Write out what was submitted, then stop."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._batch and not self._rotate and not self._stop:
+                    self._cond.wait()
+                items, self._batch = self._batch, []
+                rotate, self._rotate = self._rotate, False
+                if not items and not rotate:
+                    return  # stopping, and everything is written
+            out: list[bytes] = []
+            try:
+                receipts = self._alog.write_group([payload for _, payload, _ in items])
+            except AuditUnavailable as exc:
+                for ident, _, done in items:
+                    if done is None:
+                        out.append(_error(ident, str(exc)))
+                    else:
+                        assert done.unavailable is not None
+                        out.append(_framed(b"U", ident, done.unavailable(exc)))
+            else:
+                for (ident, _, done), receipt in zip(items, receipts, strict=True):
+                    out.append(_ack(ident, receipt) if done is None else _framed(b"P", ident, done.answer))
+            self._replies.send(out)
+
+
+def _serve(
+    alog: AuditLog,
+    request_fd: int,
+    reply_fd: int,
+    wake_fd: int,
+    hangup: list[bool],
+    decider: Decider | None = None,
+) -> None:
+    """Until end of file on the request pipe: read what came, decide the ``D`` frames (those that
+    need I/O in the decider's threads, which wake this one through ``wake_fd``) and hand the
+    records to the committer, whose next group takes everything handed over while the last one was
+    being written. Under load, what a record costs most is the hand-offs between threads
+    (docs/performance.md): one per group here, none per record."""
     decoder = _RequestDecoder()
-    last_group = 0.0
+    replies = _Replies(reply_fd)
+    committer = _Committer(alog, replies)
     poller = select.poll()  # not select(): the descriptors keep the server's numbers, maybe > 1024
     poller.register(request_fd, select.POLLIN)
     poller.register(wake_fd, select.POLLIN)
-    lingering = select.poll()
-    lingering.register(request_fd, select.POLLIN)
-    while True:
-        ready = [fd for fd, _ in poller.poll()]
-        if wake_fd in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_fd, 512)
-        if hangup[0]:
-            hangup[0] = False
-            alog.request_rotation()
-            if request_fd not in ready:
-                with contextlib.suppress(AuditUnavailable):
-                    alog.write_group([])  # rotate now, while idle
-        if request_fd not in ready:
-            continue
-        data = os.read(request_fd, 1 << 20)
-        if not data:
-            return
-        eof = False
-        if time.monotonic() - last_group < _BUSY and lingering.poll(_LINGER * 1000):
-            # Under load, the records of calls still being decided join this group: one fdatasync
-            # (its CPU is most of what a record costs) for more records.
-            more = os.read(request_fd, 1 << 20)
-            data, eof = data + more, not more
-        records, abandoned = decoder.feed(data)
-        # Abandoned records still unwritten are those of this same read: the server gave up on them
-        # while the last group was being written. Earlier ones are written already.
-        out: list[bytes] = []
-        idents: list[int] = []
-        payloads: list[bytes] = []
-        for ident, record in records:
-            if ident in abandoned:
-                continue
-            try:
-                payloads.append(check_canonical(record.decode("ascii")))
-                idents.append(ident)
-            except (ValueError, UnicodeDecodeError) as exc:  # the server checks first
-                out.append(_error(ident, f"audit record refused: {exc}"))
-        if payloads:
-            try:
-                receipts = alog.write_group(payloads)
-            except AuditUnavailable as exc:
-                out += (_error(ident, str(exc)) for ident in idents)
-            else:
-                out += (_ack(ident, receipt) for ident, receipt in zip(idents, receipts, strict=True))
-        if out:
-            with contextlib.suppress(BrokenPipeError):  # the server is gone: nobody waits for these
-                _write_all(reply_fd, b"".join(out))
-        if eof:
-            return
-        last_group = time.monotonic()
+    try:
+        while True:
+            ready = [fd for fd, _ in poller.poll()]
+            if wake_fd in ready:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake_fd, 512)
+            if hangup[0]:
+                hangup[0] = False
+                committer.rotate()
+            records: list[tuple[int, bytes]] = []
+            if request_fd in ready:
+                data = os.read(request_fd, 1 << 20)
+                if not data:
+                    return
+                records, abandoned = decoder.feed(data)
+                if abandoned:
+                    committer.abandon(abandoned)
+                    records = [r for r in records if r[0] not in abandoned]
+                    decoder.to_decide[:] = [d for d in decoder.to_decide if d[0] not in abandoned]
+            out: list[bytes] = []
+            items: list[tuple[int, bytes, Decided | None]] = []
+            for ident, record in records:
+                try:
+                    items.append((ident, check_canonical(record.decode("ascii")), None))
+                except (ValueError, UnicodeDecodeError) as exc:  # the server checks first
+                    out.append(_error(ident, f"audit record refused: {exc}"))
+            if decider is not None:
+                decided = [d for ident, body in decoder.to_decide
+                           for d in (decider.decide(ident, body),) if d is not None]  # fmt: skip
+                decoder.to_decide.clear()
+                for done in decided + decider.ready():
+                    if done.record is None:
+                        out.append(_framed(b"B", done.ident, done.answer))
+                        continue
+                    try:
+                        items.append((done.ident, check_canonical(done.record), done))
+                    except ValueError as exc:
+                        assert done.unavailable is not None
+                        out.append(_framed(b"U", done.ident, done.unavailable(exc)))
+                stale = decider.health()
+                if stale is not None:
+                    body = json.dumps({"stale": stale}).encode()
+                    out.append(b"H" + _U32.pack(len(body)) + body)
+            elif decoder.to_decide:
+                out += (_error(ident, "this audit writer does not decide") for ident, _ in decoder.to_decide)
+                decoder.to_decide.clear()
+            if items:
+                committer.submit(items)
+            replies.send(out)
+    finally:
+        committer.finish()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The writer process: ``python -m agentceiling.store.audit_writer --fds R,W [...] PATH``."""
+def main(argv: Sequence[str] | None = None, decider_factory: DeciderFactory | None = None) -> int:
+    """The writer process: ``python -m agentceiling.store.audit_writer --fds R,W [...] PATH``.
+    With ``decider_factory`` (``python -m agentceiling.api.authz_worker ... --config-fd C``) it
+    decides too, configured by what the ``C`` pipe holds."""
     ap = argparse.ArgumentParser(prog=f"python -m {MODULE}")
     ap.add_argument("--fds", required=True, help="request pipe (read end), reply pipe (write end)")
     ap.add_argument("--rotate-bytes", type=int, default=0)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--config-fd", type=int, default=-1, help="pipe holding the decider's configuration")
     ap.add_argument("path", type=Path)
     args = ap.parse_args(argv)
+    config = b""
+    if args.config_fd >= 0:
+        with os.fdopen(args.config_fd, "rb") as f:
+            config = f.read()
     logging.basicConfig(
         level=getattr(logging, args.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -283,11 +444,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.write(reply_fd, _open_failure(exc))
         return 1
 
+    decider: Decider | None = None
+    if decider_factory is not None:
+
+        def wake() -> None:  # from the decider's threads: the poll in _serve returns
+            with contextlib.suppress(BlockingIOError):
+                os.write(wake_w, b"d")
+
+        try:
+            decider = decider_factory(config, wake)
+        except Exception as exc:
+            log.exception("the decider could not be set up")
+            alog.close()
+            os.write(reply_fd, _open_failure(AuditLogError(f"the decider could not be set up: {exc}")))
+            return 1
     opened = json.dumps({"seq": alog.last_seq}).encode()
     os.write(reply_fd, b"O" + _U32.pack(len(opened)) + opened)
     try:
-        _serve(alog, request_fd, reply_fd, wake_r, hangup)
+        _serve(alog, request_fd, reply_fd, wake_r, hangup, decider)
     finally:
+        if decider is not None:
+            decider.close()
         alog.close()
         for fd in (request_fd, reply_fd):
             with contextlib.suppress(OSError):
@@ -298,18 +475,61 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ----------------------------------------------------------------------------- the serving side
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A decision's answer from the writer process (``P``, or ``U`` with an error)."""
+
+    data: bytes
+
+
+class BadRequestReply(Exception):
+    """The writer process found the request malformed (``B``): INVALID_ARGUMENT on ``field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+Reply = AuditReceipt | Answer | BadRequestReply | None
+
+
 class ReplyDecoder:
-    """Incremental decoder of the writer's ``A`` and ``E`` frames."""
+    """Incremental decoder of the writer's frames after ``O``."""
 
     def __init__(self) -> None:
         self._buf = b""
+        self.health: list[bool] = []
+        """The ``H`` frames fed so far (whether the directory is stale), in order: the caller takes them."""
 
-    def feed(self, data: bytes) -> list[tuple[int, AuditReceipt | None, str | None]]:
+    def feed(self, data: bytes) -> list[tuple[int, Reply, str | None]]:
+        """(id, what came back, the error when the record could not be made durable)."""
         buf = self._buf + data if self._buf else data
-        out: list[tuple[int, AuditReceipt | None, str | None]] = []
+        out: list[tuple[int, Reply, str | None]] = []
         i, n = 0, len(buf)
         while i < n:
             kind = buf[i]
+            if kind in (0x50, 0x55, 0x42):  # "P", "U", "B"
+                framed = _id_and_body(buf, i)
+                if framed is None:
+                    break
+                ident, body, i = framed
+                if kind == 0x50:
+                    out.append((ident, Answer(body), None))
+                elif kind == 0x55:
+                    out.append((ident, Answer(body), "the audit log cannot be written"))
+                else:
+                    why = json.loads(body)
+                    out.append((ident, BadRequestReply(str(why["field"]), str(why["message"])), None))
+                continue
+            if kind == 0x48:  # "H"
+                if n - i < 5:
+                    break
+                (length,) = _U32.unpack_from(buf, i + 1)
+                if n - i < 5 + length:
+                    break
+                self.health.append(bool(json.loads(buf[i + 5 : i + 5 + length])["stale"]))
+                i += 5 + length
+                continue
             if kind == 0x41:  # "A"
                 if n - i < 1 + _ACK.size:
                     break
@@ -434,7 +654,8 @@ class AuditWriter:
         self._on_failure: Callable[[], None] = lambda: None
         self._on_recovery: Callable[[], None] = lambda: None
         self._stalled = False  # records timed out; the next one made durable is a recovery
-        self._pending: dict[int, tuple[asyncio.Future[AuditReceipt], float]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Any], float]] = {}
+        self._on_health: Callable[[bool], None] = lambda stale: None
         self._next_id = 1
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -452,27 +673,50 @@ class AuditWriter:
 
     @classmethod
     def start(
-        cls, path: Path, *, rotate_bytes: int = 0, timeout: float = 30.0, open_timeout: float = 60.0
+        cls,
+        path: Path,
+        *,
+        rotate_bytes: int = 0,
+        timeout: float = 30.0,
+        open_timeout: float = 60.0,
+        decider: tuple[str, bytes] | None = None,
     ) -> AuditWriter:
         """Start the writer process and wait until it has opened the log at ``path``. Raises what
         :meth:`AuditLog.open` would (``AuditLogLocked``, ``AuditLogCorrupt``, ``AuditLogError``,
-        ``OSError``). ``timeout`` bounds each record's wait for durability."""
+        ``OSError``). ``timeout`` bounds each record's wait for durability. ``decider`` is (the
+        module to run, its configuration): a writer process that decides too (:meth:`decide`)."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
+        fds = [request_r, request_w, reply_r, reply_w]
         level = logging.getLevelName(logging.getLogger("agentceiling").getEffectiveLevel())
         # -P: nothing importable from the server's working directory shadows the standard library.
-        cmd = [sys.executable, "-P", "-m", MODULE, "--fds", f"{request_r},{reply_w}"]
-        cmd += ["--rotate-bytes", str(rotate_bytes), "--log-level", str(level), str(Path(path).absolute())]
+        cmd = [sys.executable, "-P", "-m", decider[0] if decider else MODULE, "--fds", f"{request_r},{reply_w}"]
+        cmd += ["--rotate-bytes", str(rotate_bytes), "--log-level", str(level)]
+        passed = [request_r, reply_w]
+        config_w = -1
+        if decider is not None:
+            config_r, config_w = os.pipe()  # not argv nor the environment: it may hold a password
+            fds += [config_r, config_w]
+            passed.append(config_r)
+            cmd += ["--config-fd", str(config_r)]
+        cmd.append(str(Path(path).absolute()))
         try:
             proc = subprocess.Popen(
-                cmd, pass_fds=(request_r, reply_w), stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True
+                cmd, pass_fds=passed, stdin=subprocess.DEVNULL, env=_child_env(), start_new_session=True
             )
         except BaseException:
-            for fd in (request_r, request_w, reply_r, reply_w):
+            for fd in fds:
                 os.close(fd)
             raise
-        os.close(request_r)
-        os.close(reply_w)
+        for fd in passed:
+            os.close(fd)
+        if decider is not None:
+            try:
+                _write_all(config_w, decider[1])  # the child reads it all before anything else
+            except OSError:
+                pass  # it died at once: the handshake says how
+            finally:
+                os.close(config_w)
         try:
             seq = _handshake(proc, reply_r, open_timeout, path)
         except BaseException:
@@ -497,6 +741,7 @@ class AuditWriter:
         loop: asyncio.AbstractEventLoop,
         on_failure: Callable[[], None],
         on_recovery: Callable[[], None] = lambda: None,
+        on_health: Callable[[bool], None] = lambda stale: None,
     ) -> None:
         """Write from ``loop`` (call in its thread); ``on_failure`` runs there whenever a record
         could not be made durable (the log failed, the writer died, or ``timeout`` passed), and
@@ -505,6 +750,7 @@ class AuditWriter:
         self._loop = loop
         self._on_failure = on_failure
         self._on_recovery = on_recovery
+        self._on_health = on_health
         loop.add_reader(self._reply_fd, self._on_readable)
 
     async def write(self, record: str) -> AuditReceipt:
@@ -512,18 +758,31 @@ class AuditWriter:
         Raises ``ValueError`` for a record the log would refuse, :class:`AuditUnavailable` when it
         cannot be made durable."""
         payload = check_canonical(record)
+        receipt: AuditReceipt = await self._send(b"R", payload)
+        return receipt
+
+    async def decide(self, body: bytes) -> bytes:
+        """Have a deciding writer process (started with ``decider``) decide on ``body`` and write
+        the decision's record; return the answer once the record is durable, or the answer the
+        decider gives when it cannot be written. Raises :class:`BadRequestReply` for a malformed
+        request, :class:`AuditUnavailable` when no answer can come (the process is gone, or
+        ``timeout`` passed)."""
+        answer: bytes = await self._send(b"D", body)
+        return answer
+
+    async def _send(self, kind: bytes, payload: bytes) -> Any:
         loop = self._loop
-        assert loop is not None, "AuditWriter.write before bind"
+        assert loop is not None, "AuditWriter used before bind"
         if self._failure is not None:
             raise AuditUnavailable(self._failure)
         if self._closing:
             raise AuditUnavailable(f"audit log {self.path} is closed")
         ident = self._next_id
         self._next_id += 1
-        future: asyncio.Future[AuditReceipt] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         deadline = loop.time() + self.timeout
         self._pending[ident] = (future, deadline)
-        self._out.append(_RECORD_HEAD.pack(b"R", ident, len(payload)) + payload)
+        self._out.append(_RECORD_HEAD.pack(kind, ident, len(payload)) + payload)
         if not self._flush_scheduled and not self._waiting_writable:
             self._flush_scheduled = True
             loop.call_soon(self._flush)  # once per loop iteration, however many records it wrote
@@ -577,19 +836,27 @@ class AuditWriter:
         except ValueError as exc:  # not our writer's frames: nothing it says can be trusted
             self._fail(f"the audit writer process answered garbage ({exc})")
             return
+        if self._decoder.health:
+            for stale in self._decoder.health:
+                self._on_health(stale)
+            self._decoder.health.clear()
         failed = recovered = False
-        for ident, receipt, error in replies:
+        for ident, reply, error in replies:
             entry = self._pending.pop(ident, None)
             if error is not None:
                 failed = True  # the log failed: nothing is durable again (no acks follow)
-            elif entry is not None and self._stalled:
+            elif entry is not None and self._stalled and not isinstance(reply, BadRequestReply):
                 recovered = True
             if entry is None or entry[0].done():
                 continue  # timed out, or its call was cancelled
-            if error is not None:
+            if isinstance(reply, Answer):
+                entry[0].set_result(reply.data)  # the decider's answer, UNAVAILABLE ones too
+            elif isinstance(reply, BadRequestReply):
+                entry[0].set_exception(reply)
+            elif error is not None:
                 entry[0].set_exception(AuditUnavailable(error))
             else:
-                entry[0].set_result(receipt)  # type: ignore[arg-type]
+                entry[0].set_result(reply)
         if failed:
             self._on_failure()
         elif recovered and self._failure is None:
