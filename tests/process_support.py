@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from agentceiling.store.audit_writer import MODULE
+from agentceiling.store.audit_writer import runs_a_writer
 
 
 def process_gone(pid: int, timeout: float = 0.0) -> bool:
@@ -39,7 +39,7 @@ def audit_writer_pids(parent: int, timeout: float = 10.0) -> list[int]:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
             except (OSError, ValueError, IndexError):
                 continue  # it ended meanwhile
-            if ppid == parent and MODULE.encode() in cmdline:
+            if ppid == parent and runs_a_writer(cmdline):
                 found.append(int(entry))
         if found or time.monotonic() >= deadline:
             return found

@@ -270,7 +270,7 @@ def _not_the_server(pid: int, lock_path: Path) -> str:
             "pid namespace, e.g. a container? send SIGHUP to it there)"
         )
     # A server's audit log is held by its audit writer process, which rotates it on SIGHUP.
-    if audit_writer.MODULE.encode() not in cmdline:
+    if not audit_writer.runs_a_writer(cmdline):
         shown = " ".join(" ".join(a.decode(errors="replace").split()) for a in cmdline if a)[:200]
         return f"the log is held by process {pid} ({shown}), not by a server: try again when it is done"
     return ""

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -454,9 +455,12 @@ def test_a_dead_audit_writer_fails_closed_and_a_killed_server_leaves_no_writer(t
         assert ask().code == "ALLOWED"
         (writer,) = audit_writer_pids(srv.proc.pid)
         os.kill(writer, signal.SIGKILL)
+        ids = set()
         for _ in range(2):
             r = ask()
             assert (r.allowed, r.code) == (False, "UNAVAILABLE") and "audit" in r.reason, r
+            ids.add(str(uuid.UUID(r.decision_id)))  # drawn by the endpoint, the worker being gone
+        assert len(ids) == 2
         assert _health(srv.authz_address) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert _health(srv.address) == health_pb2.HealthCheckResponse.SERVING
         assert "the audit writer process was killed by SIGKILL" in srv.log(), srv.log()[-2000:]
@@ -508,11 +512,18 @@ def test_health_comes_back_when_a_hung_audit_disk_does(tmp_path: Path, monkeypat
         assert ask().code == "TOKEN_INVALID" and _health(address) == health_pb2.HealthCheckResponse.SERVING
         os.kill(writer, signal.SIGSTOP)  # the disk hangs
         try:
-            assert ask().code == "UNAVAILABLE"
+            hung = ask()
+            assert hung.code == "UNAVAILABLE" and uuid.UUID(hung.decision_id), hung
             assert _health(address) == health_pb2.HealthCheckResponse.NOT_SERVING
         finally:
             os.kill(writer, signal.SIGCONT)
-        assert ask().code == "TOKEN_INVALID"
+        # SIGSTOP froze the whole worker, its directory's poller too (a disk that hangs holds up
+        # only the thread that commits): until the poller's first read after the pause lands, a
+        # decision may still find the directory unconfirmed (UNAVAILABLE), for a moment.
+        deadline = time.monotonic() + 5
+        while (again := ask()).code == "UNAVAILABLE" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert again.code == "TOKEN_INVALID", again
         deadline = time.monotonic() + 5
         while _health(address) != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
             time.sleep(0.05)

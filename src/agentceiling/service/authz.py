@@ -350,10 +350,12 @@ class Authorizer:
             registration_id=decision.registration_id,
         )
 
-    def decide(self, req: AuthorizeInput) -> tuple[Decision, str]:
+    def decide(self, req: AuthorizeInput, decision_id: str = "") -> tuple[Decision, str]:
         """The decision and its audit record, not yet written: the caller writes the record
-        durably before answering (the endpoint writes it to the audit writer process). Free of side
-        effects but for caches, so it may be run again (after :class:`WouldBlock`)."""
+        durably before answering (the endpoint's worker process writes it in its next group
+        commit). Free of side effects but for caches, so it may be run again (after
+        :class:`WouldBlock`). ``decision_id``: the id to give it (the endpoint draws one before
+        handing the request over, so that even an answer the worker never gave carries one)."""
         # Vault: "ns", "ns/" and "/ns" are one namespace (and "" is the root)
         namespace = req.namespace.strip("/") or "root"
         path, operation = req.path, req.operation
@@ -381,7 +383,7 @@ class Authorizer:
         if _BAD_NAMESPACE.search(namespace):
             raise BadRequest("namespace", "namespace has an empty segment, whitespace or a control character")
 
-        decision_id = audit_record.decision_id()
+        decision_id = decision_id or audit_record.decision_id()
         trace = _Trace()
         honoured: list[dict[str, Any]] = []
         honoured_json = "[]"

@@ -1,4 +1,5 @@
-"""Build the authorization endpoint from its collaborators (directory, validator, audit log).
+"""Build the authorization endpoint: the authorization worker process (which decides and audits)
+and the event loop's side of it.
 
 Imports are deferred so that `agentceiling audit ...` (which only needs :func:`audit_log_path`)
 starts quickly."""
@@ -9,7 +10,6 @@ import gc
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,34 +66,29 @@ def build_authz(
     import asyncio
 
     from agentceiling.api import authz as api
-    from agentceiling.service.authz import Authorizer
-    from agentceiling.service.directory import Directory
+    from agentceiling.api.authz_worker import MODULE, WorkerConfig
     from agentceiling.store.audit_writer import AuditWriter
-    from agentceiling.store.db import Database
-    from agentceiling.tokens import KeySourceRegistry, TokenValidator
     from agentceiling.tokens.validator import DEFAULT_MAX_LIFETIME
 
-    # The log is written by a process of its own (store/audit_writer.py); it holds the lock.
-    audit = AuditWriter.start(audit_log_path(cfg.data_dir), rotate_bytes=cfg.audit_rotate_bytes, timeout=AUDIT_TIMEOUT)
-    # Connections of the endpoint's own: control-plane calls blocked on the database (a lock held
-    # by a stuck writer, say) cannot take the ones the directory needs to confirm its counter.
-    own_db = Database(db.url.render_as_string(hide_password=False), pool_size=4)
-    try:
-        directory = Directory(own_db, poll_interval=_poll_interval())
-    except BaseException:
-        own_db.dispose()
-        audit.close()
-        raise
-    validator = TokenValidator(KeySourceRegistry(), max_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME)
-    authorizer = Authorizer(directory, validator)
+    # The authorization worker process decides and writes the audit log (it holds its lock); this
+    # process's event loop hands it the requests (api/authz_worker.py).
+    config = WorkerConfig(
+        database_url=db.url.render_as_string(hide_password=False),
+        max_token_lifetime=cfg.max_token_lifetime or DEFAULT_MAX_LIFETIME,
+        poll_interval=_poll_interval(),
+        workers=cfg.workers,
+    )
+    audit = AuditWriter.start(
+        audit_log_path(cfg.data_dir),
+        rotate_bytes=cfg.audit_rotate_bytes,
+        timeout=AUDIT_TIMEOUT,
+        decider=(MODULE, config.encode()),
+    )
     health: list[Callable[[bool], None]] = []
 
     def rotate() -> None:
         log.info("rotating the audit log %s", audit.path)
         audit.rotate()
-
-    # Decisions that need the database or a JWKS fetch run here, not on the event loop.
-    blocking = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
 
     # Why no decision can be made now ("audit", "directory"): while there is a reason, health
     # checks say NOT_SERVING, so that load balancers stop sending agents here.
@@ -115,24 +110,8 @@ def build_authz(
     def on_audit_recovery() -> None:  # the audit disk hung for a while, and is back
         set_unhealthy("audit", False)
 
-    watch: list[asyncio.TimerHandle] = []
-    closing: list[bool] = []
-
-    def watch_directory() -> None:
-        if closing:  # close() runs in another thread: no read on a pool being disposed
-            return
-        # On the event loop, every half second: a directory that cannot confirm its counter answers
-        # every decision UNAVAILABLE; say so, and start a read when the poller's is overdue (with no
-        # agents sent here meanwhile, nothing else would).
-        stale = directory.is_stale()
-        if stale:
-            directory.kick()
-        if stale != ("directory" in unhealthy):
-            log.warning(
-                "the directory %s", "cannot confirm it is current: NOT_SERVING" if stale else "is current again"
-            )
-            set_unhealthy("directory", stale)
-        watch[:] = [asyncio.get_running_loop().call_later(0.5, watch_directory)]
+    def on_directory(stale: bool) -> None:  # the worker could (not) confirm its directory is current
+        set_unhealthy("directory", stale)
 
     def register(
         server: grpc.aio.Server, mark_health: Callable[[bool], None], on_hangup: Callable[[Hook], None]
@@ -140,19 +119,12 @@ def build_authz(
         # In the event loop's thread.
         health.append(mark_health)
         on_hangup(rotate)
-        audit.bind(asyncio.get_running_loop(), on_audit_failure, on_audit_recovery)
-        services = api.register(server, authorizer, audit, blocking)
-        watch_directory()
+        audit.bind(asyncio.get_running_loop(), on_audit_failure, on_audit_recovery, on_directory)
+        services = api.register(server, audit)
         tune_gc()  # last thing before serving
         return services
 
     def close() -> None:
-        closing.append(True)
-        for handle in watch:
-            handle.cancel()
-        blocking.shutdown(wait=False, cancel_futures=True)
-        directory.close()
-        own_db.dispose()
         audit.close(AUDIT_TIMEOUT)
 
     return register, close

@@ -1,0 +1,68 @@
+"""The authorization worker process, which decides and audits for the endpoint: one decision that
+waits on I/O holds up no other, and its configuration (the database URL) never shows on its command
+line or in its environment."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from authz_support import Idp, make_world, path_access
+from process_support import audit_writer_pids
+
+
+def _silent_server() -> tuple[socket.socket, str]:
+    """A JWKS endpoint that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.listen(64)
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/jwks"
+
+
+def test_a_hanging_jwks_holds_up_no_other_agent(authz_server: Any, idp: Idp) -> None:
+    """An issuer whose JWKS endpoint never answers: that agent's first call waits for the fetch's
+    deadline (3 s) in one of the worker's threads, then is UNAVAILABLE. Meanwhile another agent's
+    calls are answered at once, and their records are written (the group commits go on)."""
+    listener, silent = _silent_server()
+    other_idp = Idp(kid_prefix="hang")
+    try:
+        fast = make_world(authz_server, idp)
+        fast.agent("quick")
+        slow = make_world(authz_server, other_idp, jwks_uri=silent)
+        slow.agent("stuck")
+        answers: list[Any] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                slow.authorize(other_idp.token("stuck", [path_access("secret/data/ci/a", "read")]), "secret/data/ci/a",
+                               "read")
+            )
+        )
+        started = time.monotonic()
+        waiting.start()
+        time.sleep(0.3)  # its fetch is under way
+        for i in range(10):
+            t = time.monotonic()
+            r = fast.authorize(idp.token("quick", [path_access("secret/data/ci/*", "read")]), f"secret/data/ci/{i}",
+                               "read")
+            assert r.code == "ALLOWED", r
+            assert time.monotonic() - t < 1.5, "a call waited for another agent's JWKS fetch"
+        assert waiting.is_alive(), "the hanging fetch should still be waiting"
+        waiting.join(15)
+        (stuck,) = answers
+        assert stuck.code == "UNAVAILABLE" and stuck.decision_id, stuck
+        assert time.monotonic() - started >= 2.5  # it did wait for the fetch's deadline
+    finally:
+        other_idp.close()
+        listener.close()
+
+
+def test_the_database_url_is_neither_on_the_command_line_nor_in_the_environment(authz_server: Any) -> None:
+    (worker,) = audit_writer_pids(authz_server.proc.pid)
+    cmdline = Path(f"/proc/{worker}/cmdline").read_bytes()
+    environ = Path(f"/proc/{worker}/environ").read_bytes()
+    assert b"agentceiling.api.authz_worker" in cmdline
+    for secret in (b"sqlite://", b"postgresql://", authz_server.database_url.encode()):
+        if secret:
+            assert secret not in cmdline and secret not in environ
