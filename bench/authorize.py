@@ -27,7 +27,8 @@ What it does, in one run:
    medians of the per-pair ratios;
 5. prints throughput (calls/s), p50 and p99 latency, the server's CPU time per call (user and
    system, from /proc/<pid>/stat) and its threads' context switches per call, the CPU time of its
-   audit writer process per call (``wrt``; the ``noop/srv CPU`` ratio counts both processes), the
+   authorization worker process per call (``wrk``: it decides and audits; the ``noop/srv CPU``
+   ratio counts both processes), the
    client's CPU time per call, the whole machine's busy CPU time per call with its idle and steal
    shares (from /proc/stat: it also counts the kernel's work for each ``fdatasync``, which no
    process is charged for), the ratios against the no-op, and checks the targets: Authorize
@@ -364,7 +365,7 @@ def _cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 def _children(pid: int) -> list[int]:
-    """The server's child processes: its audit writer (store/audit_writer.py)."""
+    """The server's child processes: its authorization worker (api/authz_worker.py)."""
     kids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -379,7 +380,7 @@ def _children(pid: int) -> list[int]:
 
 def _server_counters(pid: int) -> tuple[float, float, int, float]:
     """(user CPU s, system CPU s, context switches) of a process so far, and the CPU seconds of its
-    child processes (the audit writer), from Linux /proc; zeros where unavailable. Switches
+    child processes (the authorization worker), from Linux /proc; zeros where unavailable. Switches
     (voluntary + involuntary, summed over its threads) show how often the server's threads block
     and wake: on a small VM each costs scheduler time and a GIL hand-off (docs/performance.md,
     "context switches")."""
@@ -585,7 +586,7 @@ def main() -> int:
                             f"({res['server_cpu_share']:.2f} cores; user {res['server_user_us_per_call']:.0f}, "
                             f"system {res['server_system_us_per_call']:.0f}; "
                             f"{res['server_switches_per_call']:.1f} switches/call)  "
-                            f"audit writer {res['writer_cpu_us_per_call']:4.0f} us/call  "
+                            f"worker {res['writer_cpu_us_per_call']:4.0f} us/call  "
                             f"client {res['client_cpu_us_per_call']:4.0f} us/call  "
                             f"machine {res['machine_busy_us_per_call']:5.0f} us/call "
                             f"(idle {res['machine_idle_share']:.0%}, steal {res['machine_steal_share']:.0%})",
@@ -593,7 +594,7 @@ def main() -> int:
                         )
                     pair["throughput_ratio"] = pair[kind]["throughput"] / pair["noop"]["throughput"]
                     pair["p99_ratio"] = pair[kind]["p99_ms"] / pair["noop"]["p99_ms"]
-                    # Serving costs the server process and its audit writer process.
+                    # Serving costs the server process and its authorization worker process.
                     pair["server_cpu_ratio"] = (
                         pair["noop"]["server_cpu_us_per_call"] + pair["noop"]["writer_cpu_us_per_call"]
                     ) / (pair[kind]["server_cpu_us_per_call"] + pair[kind]["writer_cpu_us_per_call"])
@@ -648,7 +649,7 @@ def main() -> int:
     print(f"audit log: {results['audit_records']} records, chain {'intact' if results['audit_ok'] else 'BROKEN'}")
     print(f"medians over {args.rounds} rounds; ratios are per round against the no-op phase just before")
     head = f"{'workload':10s} {'calls/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} {'srv us/call':>12s} {'srv sw/call':>12s}"
-    head += f" {'wrt us/call':>12s} {'mach us/call':>13s}"
+    head += f" {'wrk us/call':>12s} {'mach us/call':>13s}"
     print(f"{head} {'tput/noop':>10s} {'p99/noop':>9s} {'noop/srv CPU':>13s}")
     for kind in kinds:
         r = results[kind]
