@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from authz_support import Idp, make_world, path_access
+from authz_support import Idp, make_world, path_access, start_server
 from process_support import audit_writer_pids
 
 
@@ -66,3 +66,67 @@ def test_the_database_url_is_neither_on_the_command_line_nor_in_the_environment(
     for secret in (b"sqlite://", b"postgresql://", authz_server.database_url.encode()):
         if secret:
             assert secret not in cmdline and secret not in environ
+
+
+def test_the_database_url_from_the_environment_stays_out_of_the_workers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+    srv = start_server(tmp_path / "data", env={"AGENTCEILING_DATABASE_URL": url, "VAULT_TOKEN": "s3cret-token"})
+    try:
+        (worker,) = audit_writer_pids(srv.proc.pid)
+        environ = Path(f"/proc/{worker}/environ").read_bytes()
+        assert url.encode() not in environ and b"s3cret-token" not in environ
+        assert (tmp_path / "from-env.db").exists()  # the server did use it
+    finally:
+        assert srv.stop() == 0
+
+
+def _decider(tmp_path: Path) -> tuple[Any, threading.Event]:
+    from agentceiling.api.authz_worker import AuthzDecider, WorkerConfig
+    from agentceiling.store import migrate
+    from agentceiling.store.db import Database
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    db = Database(url)
+    migrate.upgrade(db)
+    db.dispose()
+    woken = threading.Event()
+    cfg = WorkerConfig(database_url=url, max_token_lifetime=3600, poll_interval=0.25, workers=2)
+    return AuthzDecider(cfg, woken.set), woken
+
+
+def test_a_malformed_decide_frame_fails_that_call_alone(tmp_path: Path) -> None:
+    from agentceiling.api.authz_worker import encode_request
+
+    decider, _ = _decider(tmp_path)
+    try:
+        done = decider.decide(1, b"short")
+        assert done is not None and done.record is None and done.reply == b"I"
+        ok = decider.decide(2, encode_request("0" * 36, b"", ""))  # no token: refused and audited
+        assert ok is not None and ok.record is not None and b"TOKEN_INVALID" in ok.answer
+    finally:
+        decider.close()
+
+
+def test_a_decision_abandoned_while_in_the_pool_is_dropped(tmp_path: Path, idp: Idp) -> None:
+    """A decision that needed the database runs in the pool; the server gave up on it meanwhile
+    (its call answered UNAVAILABLE): its record must not be written after all."""
+    from agentceiling._gen.agentceiling.v1 import authorization_pb2 as apb
+    from agentceiling.api.authz_worker import encode_request
+
+    decider, woken = _decider(tmp_path)
+    try:
+        token = idp.token("nobody", [path_access("secret/data/ci/a", "read")])
+        body = encode_request("1" * 36, apb.AuthorizeRequest(token=token).SerializeToString(), "")
+        assert decider.decide(7, body) is None  # a cold directory: to the pool
+        decider.abandon({7})
+        assert woken.wait(10)
+        assert decider.ready() == []
+        woken.clear()
+        # One not abandoned comes through, at once (the lookup is cached now) or from the pool.
+        second = decider.decide(8, encode_request("2" * 36, apb.AuthorizeRequest(token=token).SerializeToString(), ""))
+        if second is None:
+            assert woken.wait(10)
+            (second,) = decider.ready()
+        assert second.ident == 8 and second.record is not None and b"ISSUER_UNKNOWN" in second.answer
+    finally:
+        decider.close()

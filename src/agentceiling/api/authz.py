@@ -23,14 +23,13 @@ from agentceiling.api.authz_worker import encode_request
 from agentceiling.api.errors import rpc_async
 from agentceiling.domain.errors import InvalidArgument
 from agentceiling.service import audit_record
+from agentceiling.service.authz import AUDIT_UNAVAILABLE_REASON
 from agentceiling.store.audit_log import AuditUnavailable
 from agentceiling.store.audit_writer import BadRequestReply
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Authorization"].full_name
-
-UNAVAILABLE_REASON = "the audit log cannot be written; no decision can be made"
 
 
 def _bearer(context: grpc.aio.ServicerContext) -> str:
@@ -68,7 +67,7 @@ class AuthorizationService:
             return pb.AuthorizeResponse(
                 allowed=False,
                 code="UNAVAILABLE",
-                reason=UNAVAILABLE_REASON,
+                reason=AUDIT_UNAVAILABLE_REASON,
                 decision_id=decision_id,
                 authorization_details="[]",
             ).SerializeToString()

@@ -86,8 +86,8 @@ def _decode_request(body: bytes) -> tuple[str, bytes, str]:
 #: validator's 8 KiB cap and this are refused as TOKEN_INVALID (and audited) like any bad token.
 MAX_TOKEN_CHARS = 64 * 1024
 
-#: Requests whose parameters are larger are decoded and decided in a worker thread, not in the
-#: serving thread, where they would hold up every other decision and the group commits.
+#: Requests whose parameters are larger are converted and decided in a thread of the pool, not in
+#: the serving thread, where they would hold up every other decision.
 INLINE_PARAMETERS_BYTES = 64 * 1024
 
 
@@ -138,6 +138,12 @@ def _bad(ident: int, field: str, message: str) -> Decided:
     return Decided(ident, None, json.dumps({"field": field, "message": message}).encode())
 
 
+def _internal(ident: int, decision_id: str) -> Decided:
+    """A bug while deciding: INTERNAL for this call alone (the log names the decision id)."""
+    log.exception("decision %s failed", decision_id)
+    return Decided(ident, None, f"internal error while deciding {decision_id}".encode(), reply=b"I")
+
+
 def _decided(ident: int, decision: Decision, record: str) -> Decided:
     return Decided(
         ident, record, encode_answer(decision), lambda exc: encode_answer(Authorizer.unavailable(decision, exc))
@@ -165,6 +171,9 @@ class AuthzDecider:
         self._pool = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="authz-blocking")
         self._decode = tolerant_decoder(pb.AuthorizeRequest)
         self._done: deque[Decided] = deque()
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()  # handed to the pool, not yet through ready()
+        self._abandoned: set[int] = set()  # of those, the ones the server gave up on
         self._stale = False
         self._health_changed = False
         self._closing = threading.Event()
@@ -174,31 +183,51 @@ class AuthzDecider:
     # -- in the serving thread -------------------------------------------------------------------
 
     def decide(self, ident: int, body: bytes) -> Decided | None:
-        decision_id, raw, bearer = _decode_request(body)
-        request = self._decode(raw)
-        if not isinstance(request, Undecodable) and request.parameters.ByteSize() > INLINE_PARAMETERS_BYTES:
-            # Converting megabytes of parameters takes the CPU for a while (and any caller can send
-            # them): not in the serving thread.
-            self._pool.submit(self._in_thread, ident, request, bearer, decision_id)
-            return None
         try:
+            decision_id, raw, bearer = _decode_request(body)
+        except (ValueError, struct.error):
+            return Decided(ident, None, b"malformed decide request", reply=b"I")
+        try:
+            request = self._decode(raw)
+            if not isinstance(request, Undecodable) and request.parameters.ByteSize() > INLINE_PARAMETERS_BYTES:
+                # Converting megabytes of parameters takes the CPU for a while (and any caller can
+                # send them): not in the serving thread.
+                self._to_pool(ident, request, bearer, decision_id)
+                return None
             req = input_from(request, bearer)
             with never_block():
                 decision, record = self.authorizer.decide(req, decision_id=decision_id)
+            return _decided(ident, decision, record)
         except InvalidArgument as exc:
             return _bad(ident, exc.violations[0].field, exc.violations[0].description)
         except BadRequest as exc:
             return _bad(ident, exc.field, str(exc))
         except WouldBlock:
-            self._pool.submit(self._in_thread, ident, request, bearer, decision_id)
+            self._to_pool(ident, request, bearer, decision_id)
             return None
-        return _decided(ident, decision, record)
+        except Exception:  # a bug fails this call, never the process that decides every call
+            return _internal(ident, decision_id)
 
     def ready(self) -> list[Decided]:
         done = []
         while self._done:
-            done.append(self._done.popleft())
+            item = self._done.popleft()
+            with self._lock:
+                self._pending.discard(item.ident)
+                dropped = item.ident in self._abandoned
+                self._abandoned.discard(item.ident)
+            if not dropped:
+                done.append(item)
         return done
+
+    def abandon(self, idents: set[int]) -> None:
+        with self._lock:
+            self._abandoned |= idents & self._pending
+
+    def _to_pool(self, ident: int, request: pb.AuthorizeRequest | Undecodable, bearer: str, decision_id: str) -> None:
+        with self._lock:
+            self._pending.add(ident)
+        self._pool.submit(self._in_thread, ident, request, bearer, decision_id)
 
     def health(self) -> bool | None:
         if not self._health_changed:
@@ -223,10 +252,10 @@ class AuthzDecider:
         except BadRequest as exc:
             done = _bad(ident, exc.field, str(exc))
         except BaseException as exc:  # decide() turns failures into refusals: a bug is left
-            log.exception("decision %s failed", decision_id)
-            failed = Decision(False, "UNAVAILABLE", "internal error while deciding", decision_id)
-            done = _decided(ident, failed, "")
+            done = _internal(ident, decision_id)
             if not isinstance(exc, Exception):
+                self._done.append(done)
+                self._wake()
                 raise
         self._done.append(done)
         self._wake()
@@ -260,5 +289,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return audit_writer.main(argv, decider_factory=_factory)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # pragma: no cover - the worker process
+    audit_writer.run(main)

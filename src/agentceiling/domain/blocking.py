@@ -1,6 +1,6 @@
 """Work that must not block: the authorization worker decides in its serving thread (the one that
-also runs the audit log's group commits) when everything the decision needs is in memory, and in
-another thread when it is not.
+reads every request) when everything the decision needs is in memory, and in another thread when it
+is not.
 
 Code that would block (a database read, waiting for a JWKS fetch) calls :func:`check_may_block`
 first; inside :func:`never_block` that raises :class:`WouldBlock`, and the caller runs the whole

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 OPERATIONS = frozenset({"read", "create", "update", "patch", "delete", "list", "sudo", "subscribe", "recover"})
 RAR_NO_MATCH_TEXT = "No valid authorization_details claim found matching this request."
+AUDIT_UNAVAILABLE_REASON = "the audit log cannot be written; no decision can be made"
 MAX_PATH_CHARS = 8192
 MAX_NAMESPACE_CHARS = 1024
 MAX_ISSUER_CHARS = URL_MAX
@@ -343,7 +344,7 @@ class Authorizer:
         return Decision(
             False,
             Code.UNAVAILABLE,
-            "the audit log cannot be written; no decision can be made",
+            AUDIT_UNAVAILABLE_REASON,
             decision.decision_id,
             entity_id=decision.entity_id,
             actor_entity_id=decision.actor_entity_id,

@@ -46,6 +46,8 @@ to server    ``U`` id:u64 length:u32 answer                its record could not 
                                                            answer to give instead (UNAVAILABLE)
 to server    ``B`` id:u64 length:u32 JSON                  the request is malformed: ``{"field",
                                                            "message"}`` (nothing is audited)
+to server    ``I`` id:u64 length:u32 message               deciding failed (a bug): INTERNAL for that
+                                                           call alone (nothing is audited)
 to server    ``H`` length:u32 JSON ``{"stale": bool}``     the decider can (not) confirm that its
                                                            directory is current
 ===========  ============================================  =========================================
@@ -85,7 +87,18 @@ from .audit_log import (
     lock_path,
 )
 
-__all__ = ["MODULE", "Answer", "AuditWriter", "BadRequestReply", "Decided", "Decider", "ReplyDecoder", "main"]
+__all__ = [
+    "MODULE",
+    "Answer",
+    "AuditWriter",
+    "BadRequestReply",
+    "Decided",
+    "Decider",
+    "ReplyDecoder",
+    "WorkerError",
+    "main",
+    "run",
+]
 
 log = logging.getLogger("agentceiling.store.audit_writer")
 
@@ -158,8 +171,7 @@ def _ack(ident: int, receipt: AuditReceipt) -> bytes:
 
 
 def _error(ident: int, message: str) -> bytes:
-    body = message.encode("utf-8", "replace")
-    return b"E" + _ID_LENGTH.pack(ident, len(body)) + body
+    return _framed(b"E", ident, message.encode("utf-8", "replace"))
 
 
 def _framed(kind: bytes, ident: int, body: bytes) -> bytes:
@@ -172,11 +184,14 @@ class Decided:
 
     ident: int
     record: str | None
-    """The decision's audit record (canonical JSON); None for a malformed request."""
+    """The decision's audit record (canonical JSON); None when there is no decision: a malformed
+    request, or an internal error."""
     answer: bytes
-    """The answer once ``record`` is durable (for a malformed request: the ``B`` frame's JSON)."""
+    """The answer once ``record`` is durable; without a record, the body of the ``reply`` frame."""
     unavailable: Callable[[BaseException], bytes] | None = None
     """The answer when ``record`` cannot be written."""
+    reply: bytes = b"B"
+    """Without a record: ``B`` (malformed request, INVALID_ARGUMENT) or ``I`` (internal error)."""
 
 
 class Decider(Protocol):
@@ -192,6 +207,10 @@ class Decider(Protocol):
         """The decisions finished in other threads since the last call."""
         ...
 
+    def abandon(self, idents: set[int]) -> None:
+        """The server gave up on these: what is still being decided for them is dropped."""
+        ...
+
     def health(self) -> bool | None:
         """Whether the directory is stale, when that changed since the last call (else None)."""
         ...
@@ -204,8 +223,8 @@ DeciderFactory = Callable[[bytes, Callable[[], None]], Decider]
 
 
 def _id_and_body(buf: bytes, i: int) -> tuple[int, bytes, int] | None:
-    """The id and body of the ``R`` or ``E`` frame at ``buf[i]``, and where the next frame starts;
-    None while the frame is incomplete."""
+    """The id and body of the frame at ``buf[i]`` (any kind laid out as kind, id:u64, length:u32,
+    body), and where the next frame starts; None while the frame is incomplete."""
     start = i + 1 + _ID_LENGTH.size
     if len(buf) < start:
         return None
@@ -302,7 +321,20 @@ class _Committer:
             self._cond.notify()
         self._thread.join()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
+        try:
+            self._commit_loop()
+        except BaseException:
+            # Nothing can be made durable any more: end the process, so that the server sees its
+            # pipe close and fails closed at once, rather than every call waiting for its timeout.
+            log.exception("the audit log's committer failed")
+            os._exit(1)
+
+    def _commit_loop(self) -> None:
         while True:
             with self._cond:
                 while not self._batch and not self._rotate and not self._stop:
@@ -363,6 +395,8 @@ def _serve(
                 records, abandoned = decoder.feed(data)
                 if abandoned:
                     committer.abandon(abandoned)
+                    if decider is not None:
+                        decider.abandon(abandoned)
                     records = [r for r in records if r[0] not in abandoned]
                     decoder.to_decide[:] = [d for d in decoder.to_decide if d[0] not in abandoned]
             out: list[bytes] = []
@@ -378,7 +412,7 @@ def _serve(
                 decoder.to_decide.clear()
                 for done in decided + decider.ready():
                     if done.record is None:
-                        out.append(_framed(b"B", done.ident, done.answer))
+                        out.append(_framed(done.reply, done.ident, done.answer))
                         continue
                     try:
                         items.append((done.ident, check_canonical(done.record), done))
@@ -490,7 +524,21 @@ class BadRequestReply(Exception):
         self.field = field
 
 
-Reply = AuditReceipt | Answer | BadRequestReply | None
+class WorkerError(Exception):
+    """Deciding failed in the writer process (``I``): INTERNAL for that call."""
+
+
+def _json_object(body: bytes, keys: Sequence[str]) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or any(k not in value for k in keys):
+        raise ValueError(f"malformed reply body {body[:64]!r}")
+    return value
+
+
+Reply = AuditReceipt | Answer | BadRequestReply | WorkerError | None
 
 
 class ReplyDecoder:
@@ -508,7 +556,7 @@ class ReplyDecoder:
         i, n = 0, len(buf)
         while i < n:
             kind = buf[i]
-            if kind in (0x50, 0x55, 0x42):  # "P", "U", "B"
+            if kind in (0x50, 0x55, 0x42, 0x49):  # "P", "U", "B", "I"
                 framed = _id_and_body(buf, i)
                 if framed is None:
                     break
@@ -517,8 +565,10 @@ class ReplyDecoder:
                     out.append((ident, Answer(body), None))
                 elif kind == 0x55:
                     out.append((ident, Answer(body), "the audit log cannot be written"))
+                elif kind == 0x49:
+                    out.append((ident, WorkerError(body.decode("utf-8", "replace")), None))
                 else:
-                    why = json.loads(body)
+                    why = _json_object(body, ("field", "message"))
                     out.append((ident, BadRequestReply(str(why["field"]), str(why["message"])), None))
                 continue
             if kind == 0x48:  # "H"
@@ -527,7 +577,7 @@ class ReplyDecoder:
                 (length,) = _U32.unpack_from(buf, i + 1)
                 if n - i < 5 + length:
                     break
-                self.health.append(bool(json.loads(buf[i + 5 : i + 5 + length])["stale"]))
+                self.health.append(bool(_json_object(buf[i + 5 : i + 5 + length], ("stale",))["stale"]))
                 i += 5 + length
                 continue
             if kind == 0x41:  # "A"
@@ -574,10 +624,16 @@ def _handshake(proc: subprocess.Popen[bytes], fd: int, timeout: float, path: Pat
             buf += chunk
 
 
+#: What the writer process's environment leaves out: secrets it has no use for (its database URL
+#: comes through its configuration pipe; libpq's own variables, such as PGPASSWORD, stay, since
+#: connecting may need them).
+_NOT_INHERITED = ("AGENTCEILING_DATABASE_URL", "VAULT_TOKEN")
+
+
 def _child_env() -> dict[str, str]:
     """The environment of the writer process: this one, with this package importable."""
     root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([root, *(p for p in paths if p != root)])
     return env
@@ -845,13 +901,13 @@ class AuditWriter:
             entry = self._pending.pop(ident, None)
             if error is not None:
                 failed = True  # the log failed: nothing is durable again (no acks follow)
-            elif entry is not None and self._stalled and not isinstance(reply, BadRequestReply):
+            elif entry is not None and self._stalled and not isinstance(reply, BadRequestReply | WorkerError):
                 recovered = True
             if entry is None or entry[0].done():
                 continue  # timed out, or its call was cancelled
             if isinstance(reply, Answer):
                 entry[0].set_result(reply.data)  # the decider's answer, UNAVAILABLE ones too
-            elif isinstance(reply, BadRequestReply):
+            elif isinstance(reply, BadRequestReply | WorkerError):
                 entry[0].set_exception(reply)
             elif error is not None:
                 entry[0].set_exception(AuditUnavailable(error))
@@ -880,7 +936,10 @@ class AuditWriter:
             self._out.append(b"X" + _U64.pack(ident))
             if not future.done():
                 future.set_exception(
-                    AuditUnavailable(f"audit log {self.path}: timed out after {self.timeout:g}s")
+                    AuditUnavailable(
+                        f"audit log {self.path}: no answer within {self.timeout:g}s (a decision that "
+                        "waits on the database or an IdP, or a record that waits on the disk)"
+                    )
                 )
         if expired:
             self._stalled = True
@@ -982,14 +1041,20 @@ class AuditWriter:
         return box[0]
 
 
-if __name__ == "__main__":  # pragma: no cover - the writer process
+def run(entry: Callable[[], int]) -> None:  # pragma: no cover - the writer process
+    """Run ``entry`` as the process's main, with its exit status; a line in the server's log on
+    failure, not a traceback."""
     try:
-        sys.exit(main())
+        sys.exit(entry())
     except OSError as exc:
         if exc.errno == errno.EPIPE:
             sys.exit(0)  # the server is gone
         print(f"agentceiling audit writer: {exc}", file=sys.stderr)
         sys.exit(1)
-    except Exception as exc:  # a line in the server's log, not a traceback
+    except Exception as exc:
         print(f"agentceiling audit writer: internal error: {exc!r}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover - the writer process
+    run(main)
