@@ -140,7 +140,7 @@ def _open_failure(exc: BaseException) -> bytes:
         kind = next((k for k, cls in _OPEN_KINDS.items() if type(exc) is cls), "error")
         message = str(exc)
     body = json.dumps({"kind": kind, "message": message}).encode()
-    return b"F" + _U32.pack(len(body)) + body
+    return _sized(b"F", body)
 
 
 def _name_the_server(path: Path) -> str:
@@ -176,6 +176,23 @@ def _error(ident: int, message: str) -> bytes:
 
 def _framed(kind: bytes, ident: int, body: bytes) -> bytes:
     return kind + _ID_LENGTH.pack(ident, len(body)) + body
+
+
+def _sized(kind: bytes, body: bytes) -> bytes:
+    """A frame that names no record: ``O``, ``F``, ``H`` (kind, length:u32, body)."""
+    return kind + _U32.pack(len(body)) + body
+
+
+def _sized_body(buf: bytes, i: int) -> tuple[bytes, int] | None:
+    """The body of the :func:`_sized` frame at ``buf[i]`` and where the next frame starts; None
+    while the frame is incomplete."""
+    start = i + 1 + _U32.size
+    if len(buf) < start:
+        return None
+    (length,) = _U32.unpack_from(buf, i + 1)
+    if len(buf) < start + length:
+        return None
+    return buf[start : start + length], start + length
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,10 +338,6 @@ class _Committer:
             self._cond.notify()
         self._thread.join()
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     def _run(self) -> None:
         try:
             self._commit_loop()
@@ -407,8 +420,11 @@ def _serve(
                 except (ValueError, UnicodeDecodeError) as exc:  # the server checks first
                     out.append(_error(ident, f"audit record refused: {exc}"))
             if decider is not None:
-                decided = [d for ident, body in decoder.to_decide
-                           for d in (decider.decide(ident, body),) if d is not None]  # fmt: skip
+                decided = []
+                for ident, body in decoder.to_decide:
+                    now = decider.decide(ident, body)
+                    if now is not None:  # else it comes back through ready()
+                        decided.append(now)
                 decoder.to_decide.clear()
                 for done in decided + decider.ready():
                     if done.record is None:
@@ -421,8 +437,7 @@ def _serve(
                         out.append(_framed(b"U", done.ident, done.unavailable(exc)))
                 stale = decider.health()
                 if stale is not None:
-                    body = json.dumps({"stale": stale}).encode()
-                    out.append(b"H" + _U32.pack(len(body)) + body)
+                    out.append(_sized(b"H", json.dumps({"stale": stale}).encode()))
             elif decoder.to_decide:
                 out += (_error(ident, "this audit writer does not decide") for ident, _ in decoder.to_decide)
                 decoder.to_decide.clear()
@@ -493,7 +508,7 @@ def main(argv: Sequence[str] | None = None, decider_factory: DeciderFactory | No
             os.write(reply_fd, _open_failure(AuditLogError(f"the decider could not be set up: {exc}")))
             return 1
     opened = json.dumps({"seq": alog.last_seq}).encode()
-    os.write(reply_fd, b"O" + _U32.pack(len(opened)) + opened)
+    os.write(reply_fd, _sized(b"O", opened))
     try:
         _serve(alog, request_fd, reply_fd, wake_r, hangup, decider)
     finally:
@@ -572,13 +587,11 @@ class ReplyDecoder:
                     out.append((ident, BadRequestReply(str(why["field"]), str(why["message"])), None))
                 continue
             if kind == 0x48:  # "H"
-                if n - i < 5:
+                sized = _sized_body(buf, i)
+                if sized is None:
                     break
-                (length,) = _U32.unpack_from(buf, i + 1)
-                if n - i < 5 + length:
-                    break
-                self.health.append(bool(_json_object(buf[i + 5 : i + 5 + length], ("stale",))["stale"]))
-                i += 5 + length
+                body, i = sized
+                self.health.append(bool(_json_object(body, ("stale",))["stale"]))
                 continue
             if kind == 0x41:  # "A"
                 if n - i < 1 + _ACK.size:
@@ -603,16 +616,15 @@ def _handshake(proc: subprocess.Popen[bytes], fd: int, timeout: float, path: Pat
     deadline = time.monotonic() + timeout
     buf = b""
     while True:
-        if len(buf) >= 5:
-            (length,) = _U32.unpack_from(buf, 1)
-            if len(buf) >= 5 + length:
-                body = json.loads(buf[5 : 5 + length])
-                if buf[:1] == b"O":
-                    return int(body["seq"])
-                if body["kind"] == "os":
-                    code, message, filename = json.loads(body["message"])
-                    raise OSError(code, message, filename) if filename else OSError(code, message)
-                raise _OPEN_KINDS.get(body["kind"], AuditLogError)(body["message"])
+        sized = _sized_body(buf, 0)
+        if sized is not None:
+            body = json.loads(sized[0])
+            if buf[:1] == b"O":
+                return int(body["seq"])
+            if body["kind"] == "os":
+                code, message, filename = json.loads(body["message"])
+                raise OSError(code, message, filename) if filename else OSError(code, message)
+            raise _OPEN_KINDS.get(body["kind"], AuditLogError)(body["message"])
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             proc.kill()
