@@ -194,14 +194,8 @@ class AuthzDecider:
                 # send them): not in the serving thread.
                 self._to_pool(ident, request, bearer, decision_id)
                 return None
-            req = input_from(request, bearer)
             with never_block():
-                decision, record = self.authorizer.decide(req, decision_id=decision_id)
-            return _decided(ident, decision, record)
-        except InvalidArgument as exc:
-            return _bad(ident, exc.violations[0].field, exc.violations[0].description)
-        except BadRequest as exc:
-            return _bad(ident, exc.field, str(exc))
+                return self._attempt(ident, request, bearer, decision_id)
         except WouldBlock:
             self._to_pool(ident, request, bearer, decision_id)
             return None
@@ -243,22 +237,28 @@ class AuthzDecider:
 
     # -- in other threads ------------------------------------------------------------------------
 
-    def _in_thread(self, ident: int, request: pb.AuthorizeRequest | Undecodable, bearer: str, decision_id: str) -> None:
+    def _attempt(
+        self, ident: int, request: pb.AuthorizeRequest | Undecodable, bearer: str, decision_id: str
+    ) -> Decided:
+        """The decision, or a malformed request's reply; raises what ``decide`` lets through
+        (:class:`WouldBlock`, and bugs: it turns every other failure into a refusal)."""
         try:
             decision, record = self.authorizer.decide(input_from(request, bearer), decision_id=decision_id)
-            done = _decided(ident, decision, record)
         except InvalidArgument as exc:
-            done = _bad(ident, exc.violations[0].field, exc.violations[0].description)
+            return _bad(ident, exc.violations[0].field, exc.violations[0].description)
         except BadRequest as exc:
-            done = _bad(ident, exc.field, str(exc))
-        except BaseException as exc:  # decide() turns failures into refusals: a bug is left
+            return _bad(ident, exc.field, str(exc))
+        return _decided(ident, decision, record)
+
+    def _in_thread(self, ident: int, request: pb.AuthorizeRequest | Undecodable, bearer: str, decision_id: str) -> None:
+        done = None
+        try:
+            done = self._attempt(ident, request, bearer, decision_id)
+        except Exception:
             done = _internal(ident, decision_id)
-            if not isinstance(exc, Exception):
-                self._done.append(done)
-                self._wake()
-                raise
-        self._done.append(done)
-        self._wake()
+        finally:  # even on the way out of a BaseException, the call gets its answer
+            self._done.append(done if done is not None else _internal(ident, decision_id))
+            self._wake()
 
     def _watch(self) -> None:
         # Every half second: a directory that cannot confirm its counter answers every decision
