@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tfhelpers as tfh
@@ -216,13 +217,19 @@ def test_h1_matches_terraform_providers_lock(tmp_path: Path) -> None:
     assert f'"{inst.h1}"' in (tf.workdir / ".terraform.lock.hcl").read_text()
 
 
-@pytest.mark.parametrize("kind", tfh.KINDS)
-def test_init_is_offline_and_warning_free(kind: str, tmp_path: Path) -> None:
-    inst = tfh.install_provider(tmp_path / "inst")
-    tf = tfh.terraform(kind, tmp_path / "work", tfh.terraform_env(inst.cli_config))
+def _init_offline(kind: str, install_dir: Path, workdir: Path) -> tuple[Any, Any]:
+    """Install into ``install_dir``, lock and ``terraform init`` a configuration requiring it:
+    (terraform, the init's result)."""
+    inst = tfh.install_provider(install_dir)
+    tf = tfh.terraform(kind, workdir, tfh.terraform_env(inst.cli_config))
     tf.write("main.tf", tfh.required_providers(str(inst.source), inst.version))
     tf.lock_from(inst)
-    result = tf.init()
+    return tf, tf.init()
+
+
+@pytest.mark.parametrize("kind", tfh.KINDS)
+def test_init_is_offline_and_warning_free(kind: str, tmp_path: Path) -> None:
+    tf, result = _init_offline(kind, tmp_path / "inst", tmp_path / "work")
     assert "Warning" not in result.output, result
     assert (
         "Reusing previous version of terraform.local/agentceiling/vault from the dependency lock file"
@@ -281,9 +288,5 @@ def test_odd_install_arguments_are_refused_or_written_so_terraform_reads_them(tm
 
 @pytest.mark.parametrize("kind", tfh.KINDS)
 def test_a_mirror_path_with_a_newline_is_read_back_by_terraform(kind: str, tmp_path: Path) -> None:
-    inst = tfh.install_provider(tmp_path / "new\nline")
-    tf = tfh.terraform(kind, tmp_path / "work", tfh.terraform_env(inst.cli_config))
-    tf.write("main.tf", tfh.required_providers(str(inst.source), inst.version))
-    tf.lock_from(inst)
-    result = tf.init()
+    _, result = _init_offline(kind, tmp_path / "new\nline", tmp_path / "work")
     assert "Installed terraform.local/agentceiling/vault v0.1.0 (unauthenticated)" in result.stdout, result
